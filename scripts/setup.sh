@@ -13,3 +13,4 @@ if ! "$VENV/bin/python" -c "import torch,sys; sys.exit(0 if torch.__version__.sp
   echo "setup: installing torch==$TORCH_VERSION into $VENV (one-off, ~5 GB)"
   "$VENV/bin/pip" install -q "torch==$TORCH_VERSION" numpy
 fi
+command -v chromium >/dev/null || { [ "$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } || echo "setup: chromium not installed (apt-get install chromium): the report's browser test will be skipped"

@@ -1,1 +1,22 @@
-//! engine
+//! The pipeline engine: the `pipeline.yaml` model, the unit graph, content-addressed keys, the
+//! artifact cache, executors, the stage-kind adapters and the CLI commands.
+//!
+//! Architecture invariant: the domain (image I/O, planning, networks, metrics) lives in the
+//! `stages/` crates and knows nothing of this crate. Everything here is orchestration.
+
+pub mod cache;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod dag;
+pub mod device;
+pub mod fsutil;
+pub mod key;
+pub mod kind;
+pub mod kinds;
+pub mod outputs;
+pub mod params;
+pub mod runner;
+pub mod session;
+pub mod slurm;
+pub mod statcache;

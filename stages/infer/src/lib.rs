@@ -1,1 +1,29 @@
-//! placeholder
+//! nnU-Net v2 inference (reference §9): sliding-window prediction with Gaussian weighting and
+//! mirroring, fold ensembling, export to the original geometry, model bundles.
+//!
+//! - [`sliding_window`]: tile positions, padding, Gaussian importance map, TTA, accumulation.
+//! - [`export`]: logits → segmentation / probabilities on the original voxel grid, writers.
+//! - [`predictor`]: [`Predictor`] (one network per fold), preprocessing for inference, cascade.
+//! - [`network`]: the [`SegNetwork`] seam and checkpoint `meta.json`.
+//! - [`bundle`]: self-contained `.tar` model bundles with a blake3 manifest.
+//! - [`bench`]: per-case prediction timing.
+//!
+//! Domain crate: plain functions and types, no engine imports.
+
+pub mod bench;
+pub mod bundle;
+pub mod error;
+pub mod export;
+pub mod network;
+pub mod predictor;
+pub mod sliding_window;
+pub mod tar;
+
+pub use bundle::{export_bundle, load_bundle, BundleConfiguration, BundleManifest, BundleParts, LoadedBundle};
+pub use error::{InferError, Result};
+pub use export::{export_prediction, write_segmentation, Exported, Logits, Probabilities};
+pub use network::{CheckpointMeta, NetworkLoader, SegNetwork};
+pub use predictor::{CaseOptions, CasePrediction, LabelSpec, Predictor};
+pub use sliding_window::{
+    compute_steps, gaussian_importance_map, predict_sliding_window, Accumulation, SlidingWindowOptions,
+};

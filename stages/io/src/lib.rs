@@ -1,13 +1,24 @@
 //! Medical image and dataset I/O for the nnU-Net pipeline.
 //!
 //! - [`volume`]: `Volume<T>`, the dense 3D array every stage passes around (axis order z, y, x).
+//! - [`nifti`]: NIfTI-1/2 reader and writer (`.nii`, `.nii.gz`, either byte order).
+//! - [`dataset`]: nnU-Net v2 raw and MSD dataset folders (cases, channels, labels).
+//! - [`labels`]: the `labels` dictionary: plain labels, regions, ignore label.
+//! - [`verify`]: nnU-Net's dataset integrity check, one problem per issue.
+//! - [`synth`]: a synthetic CT/MR dataset generator; [`rng`]: the seedable PRNG it uses.
 //! - [`zarr`]: a minimal Zarr v3 array store (regular chunks, zstd) for preprocessed cases.
 //! - [`table`]: small columnar tables written as Parquet (fingerprints, logs, metrics).
 //!
 //! Architecture invariant: this crate knows nothing of the pipeline engine (no cache keys,
 //! no YAML); it is plain functions and types.
 
+pub mod dataset;
+pub mod labels;
+pub mod nifti;
+pub mod rng;
+pub mod synth;
 pub mod table;
+pub mod verify;
 pub mod volume;
 pub mod zarr;
 

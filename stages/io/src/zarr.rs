@@ -96,8 +96,7 @@ fn write_json_atomic(path: &Path, v: &Value) -> Result<()> {
 
 fn read_json(path: &Path) -> Result<Value> {
     let text = fs::read_to_string(path).map_err(io_err(path))?;
-    serde_json::from_str(&text)
-        .map_err(|e| ZarrError::Metadata { path: path.to_path_buf(), msg: e.to_string() })
+    serde_json::from_str(&text).map_err(|e| ZarrError::Metadata { path: path.to_path_buf(), msg: e.to_string() })
 }
 
 /// Creates (or overwrites the metadata of) a group at `dir` with the given attributes.
@@ -138,12 +137,7 @@ pub struct WriteOptions<'a> {
 
 impl ZarrArray {
     /// Writes a whole array at `dir` (metadata and every chunk; chunks are encoded in parallel).
-    pub fn write<T: Element>(
-        dir: &Path,
-        shape: &[usize],
-        data: &[T],
-        opts: &WriteOptions,
-    ) -> Result<ZarrArray> {
+    pub fn write<T: Element>(dir: &Path, shape: &[usize], data: &[T], opts: &WriteOptions) -> Result<ZarrArray> {
         let n: usize = shape.iter().product();
         if n != data.len() || opts.chunks.len() != shape.len() || opts.chunks.contains(&0) {
             return Err(ZarrError::Shape(format!(
@@ -258,8 +252,7 @@ impl ZarrArray {
         let cn: usize = self.chunks.iter().product();
         let mut out = vec![T::default(); cn];
         let lo: Vec<usize> = ci.iter().zip(&self.chunks).map(|(i, c)| i * c).collect();
-        let ext: Vec<usize> =
-            (0..nd).map(|d| self.chunks[d].min(self.shape[d] - lo[d])).collect();
+        let ext: Vec<usize> = (0..nd).map(|d| self.chunks[d].min(self.shape[d] - lo[d])).collect();
         let a_strides = strides(&self.shape);
         let c_strides = strides(&self.chunks);
         for_each_row(&ext, |idx| {
@@ -286,21 +279,14 @@ impl ZarrArray {
             raw
         };
         if bytes.len() != cn * T::SIZE {
-            return Err(ZarrError::Chunk {
-                path: p,
-                msg: format!("{} bytes, expected {}", bytes.len(), cn * T::SIZE),
-            });
+            return Err(ZarrError::Chunk { path: p, msg: format!("{} bytes, expected {}", bytes.len(), cn * T::SIZE) });
         }
         Ok(Some(bytes.chunks_exact(T::SIZE).map(T::read_le).collect()))
     }
 
     fn check_dtype<T: Element>(&self) -> Result<()> {
         if self.dtype != T::DTYPE {
-            return Err(ZarrError::DataType {
-                path: self.dir.clone(),
-                found: self.dtype.clone(),
-                expected: T::DTYPE,
-            });
+            return Err(ZarrError::DataType { path: self.dir.clone(), found: self.dtype.clone(), expected: T::DTYPE });
         }
         Ok(())
     }
@@ -347,18 +333,14 @@ impl ZarrArray {
             let chunk = self.read_chunk::<T>(&ci)?;
             // Intersection of this chunk with [lo, hi).
             let k0: Vec<usize> = (0..nd).map(|d| (ci[d] * self.chunks[d]).max(lo[d])).collect();
-            let k1: Vec<usize> =
-                (0..nd).map(|d| ((ci[d] + 1) * self.chunks[d]).min(hi[d])).collect();
+            let k1: Vec<usize> = (0..nd).map(|d| ((ci[d] + 1) * self.chunks[d]).min(hi[d])).collect();
             let ext: Vec<usize> = (0..nd).map(|d| k1[d] - k0[d]).collect();
             let w = ext[nd - 1];
             for_each_row(&ext, |idx| {
-                let o0: usize =
-                    (0..nd).map(|d| ((k0[d] + idx[d]) as i64 - start[d]) as usize * o_strides[d]).sum();
+                let o0: usize = (0..nd).map(|d| ((k0[d] + idx[d]) as i64 - start[d]) as usize * o_strides[d]).sum();
                 match &chunk {
                     Some(c) => {
-                        let c0: usize = (0..nd)
-                            .map(|d| (k0[d] + idx[d] - ci[d] * self.chunks[d]) * k_strides[d])
-                            .sum();
+                        let c0: usize = (0..nd).map(|d| (k0[d] + idx[d] - ci[d] * self.chunks[d]) * k_strides[d]).sum();
                         out[o0..o0 + w].copy_from_slice(&c[c0..c0 + w]);
                     }
                     None => out[o0..o0 + w].fill(T::default()),
@@ -433,11 +415,7 @@ mod tests {
         for idx in grid_indices(&size) {
             let src: Vec<i64> = (0..4).map(|d| start[d] + idx[d] as i64).collect();
             let inside = (0..4).all(|d| src[d] >= 0 && (src[d] as usize) < shape[d]);
-            let want = if inside {
-                data[(0..4).map(|d| src[d] as usize * st[d]).sum::<usize>()]
-            } else {
-                -7.0
-            };
+            let want = if inside { data[(0..4).map(|d| src[d] as usize * st[d]).sum::<usize>()] } else { -7.0 };
             let o: usize = (0..4).map(|d| idx[d] * os[d]).sum();
             assert_eq!(r[o], want, "at {idx:?}");
         }

@@ -202,10 +202,19 @@ impl Plans {
                 ($($f:ident),*) => { $( if c.$f.is_some() { m.$f = c.$f.clone(); } )* };
             }
             over!(
-                data_identifier, preprocessor_name, batch_size, patch_size,
-                median_image_size_in_voxels, spacing, normalization_schemes, use_mask_for_norm,
-                resampling_fn_data_kwargs, resampling_fn_seg_kwargs,
-                resampling_fn_probabilities_kwargs, architecture, batch_dice
+                data_identifier,
+                preprocessor_name,
+                batch_size,
+                patch_size,
+                median_image_size_in_voxels,
+                spacing,
+                normalization_schemes,
+                use_mask_for_norm,
+                resampling_fn_data_kwargs,
+                resampling_fn_seg_kwargs,
+                resampling_fn_probabilities_kwargs,
+                architecture,
+                batch_dice
             );
         }
         // Stage links are not inherited.
@@ -220,16 +229,10 @@ impl Plans {
                 .median_image_size_in_voxels
                 .ok_or_else(|| missing("median_image_size_in_voxels"))?,
             spacing: m.spacing.ok_or_else(|| missing("spacing"))?,
-            normalization_schemes: m
-                .normalization_schemes
-                .ok_or_else(|| missing("normalization_schemes"))?,
+            normalization_schemes: m.normalization_schemes.ok_or_else(|| missing("normalization_schemes"))?,
             use_mask_for_norm: m.use_mask_for_norm.ok_or_else(|| missing("use_mask_for_norm"))?,
-            resampling_data: m
-                .resampling_fn_data_kwargs
-                .ok_or_else(|| missing("resampling_fn_data_kwargs"))?,
-            resampling_seg: m
-                .resampling_fn_seg_kwargs
-                .ok_or_else(|| missing("resampling_fn_seg_kwargs"))?,
+            resampling_data: m.resampling_fn_data_kwargs.ok_or_else(|| missing("resampling_fn_data_kwargs"))?,
+            resampling_seg: m.resampling_fn_seg_kwargs.ok_or_else(|| missing("resampling_fn_seg_kwargs"))?,
             resampling_probabilities: m
                 .resampling_fn_probabilities_kwargs
                 .ok_or_else(|| missing("resampling_fn_probabilities_kwargs"))?,

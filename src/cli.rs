@@ -1,0 +1,317 @@
+//! Command-line interface definitions (clap). Each subcommand is implemented in `commands/`.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "pipeline",
+    version,
+    about = "nnU-Net v2 as a reproducible, content-addressed pipeline",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Log level filter (also RUST_LOG), e.g. info, debug, pipeline=debug.
+    #[arg(long, global = true, default_value = "warn")]
+    pub log: String,
+    /// Logs as JSON lines on stderr.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by the commands that read a pipeline file.
+#[derive(Args, Debug, Clone)]
+pub struct PipelineArgs {
+    /// The pipeline file.
+    #[arg(short = 'f', long = "file", default_value = "pipeline.yaml")]
+    pub file: PathBuf,
+    /// Override a value: STAGE.PARAM=V, NAME=V (global param), device=V; `a,b` sweeps.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the pipeline: compute what is stale, reuse the rest from the cache.
+    Run(RunArgs),
+    /// Show fresh / stale / missing per stage item, and why.
+    Status(StatusArgs),
+    /// Print the stage graph (text or Graphviz DOT).
+    Dag(DagArgs),
+    /// Show the artifacts (paths and manifests) of a stage.
+    Show(ShowArgs),
+    /// Remove artifacts no run refers to any more.
+    Gc(GcArgs),
+    /// Write a synthetic nnU-Net raw dataset (for demos and tests).
+    Synth(SynthArgs),
+    /// Check a raw dataset like nnU-Net's verify_dataset_integrity.
+    Verify(VerifyArgs),
+    /// Score predictions against references (Dice, IoU, ...), like nnUNetv2_evaluate_folder.
+    Evaluate(EvaluateArgs),
+    /// Segment new images with a trained run or an exported model bundle.
+    Predict(PredictArgs),
+    /// Write a self-contained model bundle from a run.
+    Export(ExportArgs),
+    /// Write an HTML + Markdown report of a run.
+    Report(ReportArgs),
+    /// Benchmarks (printed figures; compare with the peer through bench/run.sh).
+    Bench(BenchArgs),
+    /// Cancel the cluster jobs a run submitted.
+    Cancel(CancelArgs),
+    /// (internal) Build one unit; used by cluster jobs.
+    #[command(hide = true)]
+    ExecUnit(ExecUnitArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Run only up to (and including) this stage.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Run only this stage (its upstream must be cached).
+    #[arg(long)]
+    pub only: Option<String>,
+    /// Rebuild this stage even if cached (repeatable).
+    #[arg(long)]
+    pub force: Vec<String>,
+    /// CPU budget for parallel units (default: the machine's cores).
+    #[arg(short = 'j', long)]
+    pub jobs: Option<usize>,
+    /// Executor: local or slurm (default: the file's `executor`).
+    #[arg(long)]
+    pub executor: Option<String>,
+    /// With the slurm executor: return after submitting.
+    #[arg(long)]
+    pub detach: bool,
+    /// Refuse instead of waiting when another run holds the cache lock.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Print a JSON report on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Say which key component changed for stale units.
+    #[arg(long)]
+    pub why: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DagArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Graphviz DOT instead of text.
+    #[arg(long)]
+    pub dot: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Stage name.
+    pub stage: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct GcArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Only print what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SynthArgs {
+    /// Output folder (an nnU-Net v2 raw dataset).
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 12)]
+    pub cases: usize,
+    /// Held-out cases written to imagesTs/labelsTs.
+    #[arg(long, default_value_t = 0)]
+    pub test_cases: usize,
+    /// CT or MR.
+    #[arg(long, default_value = "CT")]
+    pub modality: String,
+    #[arg(long, default_value_t = 1)]
+    pub channels: usize,
+    /// Number of foreground labels.
+    #[arg(long, default_value_t = 2)]
+    pub labels: usize,
+    /// Spacing z,y,x in mm.
+    #[arg(long, default_value = "3.0,0.8,0.8")]
+    pub spacing: String,
+    /// Approximate shape z,y,x in voxels.
+    #[arg(long)]
+    pub shape: Option<String>,
+    /// Relative per-case jitter of the spacing (0 = every case has exactly `--spacing`).
+    #[arg(long, default_value_t = 0.05)]
+    pub spacing_jitter: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Dataset name written to dataset.json.
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// Raw dataset folder (nnU-Net v2 raw or MSD).
+    pub dataset: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct EvaluateArgs {
+    /// Folder of reference segmentations.
+    pub reference: PathBuf,
+    /// Folder of predicted segmentations (same file names).
+    pub prediction: PathBuf,
+    /// Foreground labels to score, e.g. 1,2 (default: from --dataset-json, else all found).
+    #[arg(long, value_delimiter = ',')]
+    pub labels: Vec<i32>,
+    /// Ignore label (voxels excluded from scoring).
+    #[arg(long)]
+    pub ignore: Option<i32>,
+    /// A dataset.json giving labels / regions / ignore.
+    #[arg(long)]
+    pub dataset_json: Option<PathBuf>,
+    /// Where to write summary.json (default: PRED/summary.json).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// Input images: a folder with CASE_0000.nii.gz files, or a single file.
+    #[arg(short = 'i', long)]
+    pub input: PathBuf,
+    /// Output folder.
+    #[arg(short = 'o', long)]
+    pub output: PathBuf,
+    /// A run folder (runs/NAME) to take the chosen model from.
+    #[arg(long, conflicts_with = "model")]
+    pub run: Option<PathBuf>,
+    /// A model bundle written by `pipeline export`.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Folds to use (default: all in the model).
+    #[arg(long, value_delimiter = ',')]
+    pub folds: Vec<usize>,
+    /// Disable mirroring test-time augmentation.
+    #[arg(long)]
+    pub no_tta: bool,
+    /// Write probabilities too.
+    #[arg(long)]
+    pub save_probabilities: bool,
+    /// Device: auto, cpu, cuda, cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Skip the post-processing decided at training time.
+    #[arg(long)]
+    pub no_postprocessing: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Run folder (default: the run of ./pipeline.yaml).
+    pub run: Option<PathBuf>,
+    /// Output bundle (.tar).
+    #[arg(short = 'o', long)]
+    pub output: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Run folder (default: the run of ./pipeline.yaml).
+    pub run: Option<PathBuf>,
+    /// Output folder for report.html / report.md (default: RUN/report).
+    #[arg(short = 'o', long)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub what: BenchWhat,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchWhat {
+    /// NIfTI read throughput over a dataset.
+    Nifti {
+        dataset: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Overhead of `pipeline run` when everything is cached.
+    Overhead {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        #[arg(long, default_value_t = 5)]
+        repeat: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Single-threaded augmentation seconds per batch from a preprocessed store.
+    Augment {
+        /// Run folder with a resample stage output.
+        run: PathBuf,
+        #[arg(long, default_value = "3d_fullres")]
+        configuration: String,
+        #[arg(long, default_value_t = 10)]
+        batches: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One training step at a given batch size.
+    Step {
+        run: PathBuf,
+        #[arg(long, default_value = "3d_fullres")]
+        configuration: String,
+        #[arg(long, default_value_t = 2)]
+        batch_size: usize,
+        #[arg(long, default_value_t = 3)]
+        steps: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct CancelArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ExecUnitArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// The unit id, e.g. `train[configuration=2d,fold=0]`.
+    #[arg(long)]
+    pub unit: String,
+    /// The run name (variant) the unit belongs to.
+    #[arg(long)]
+    pub run: Option<String>,
+}

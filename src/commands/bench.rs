@@ -1,0 +1,122 @@
+//! `pipeline bench ...`: figures printed for `bench/run.sh`, which runs the peer beside them.
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+use std::path::Path;
+use std::time::Instant;
+
+use super::print_json;
+use crate::cli::{BenchArgs, BenchWhat};
+
+pub fn bench(a: BenchArgs) -> Result<()> {
+    match a.what {
+        BenchWhat::Nifti { dataset, json } => nifti(&dataset, json),
+        BenchWhat::Overhead { pipeline, repeat, json } => overhead(&pipeline, repeat, json),
+        BenchWhat::Augment { run, configuration, batches, json } => {
+            super::model::bench_augment(&run, &configuration, batches, json)
+        }
+        BenchWhat::Step { run, configuration, batch_size, steps, json } => {
+            super::model::bench_step(&run, &configuration, batch_size, steps, json)
+        }
+    }
+}
+
+/// Reads every image and label of a dataset; reports files/s, MB/s (compressed and decoded) and
+/// voxels/s, single-threaded and with all cores.
+fn nifti(dataset: &Path, as_json: bool) -> Result<()> {
+    let ds = nnunet_io::dataset::open_dataset(dataset)?;
+    let files: Vec<std::path::PathBuf> = ds.cases.iter().flat_map(|c| c.files()).collect();
+    if files.is_empty() {
+        bail!("{}: no files to read", dataset.display());
+    }
+    let on_disk: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+    let read_one = |f: &std::path::PathBuf| -> Result<u64> {
+        let img = nnunet_io::nifti::read_nifti(f)?;
+        let ch = img.to_f32_channels()?;
+        Ok(ch.iter().map(|c| c.len() as u64).sum())
+    };
+    let t0 = Instant::now();
+    let mut voxels = 0u64;
+    for f in &files {
+        voxels += read_one(f).with_context(|| format!("reading {}", f.display()))?;
+    }
+    let single = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    use rayon::prelude::*;
+    let _: Vec<u64> = files.par_iter().map(read_one).collect::<Result<_>>()?;
+    let parallel = t1.elapsed().as_secs_f64();
+    let threads = rayon::current_num_threads();
+    let r = json!({
+        "files": files.len(),
+        "bytes_on_disk": on_disk,
+        "voxels": voxels,
+        "single_thread_s": single,
+        "single_thread_files_per_s": files.len() as f64 / single,
+        "single_thread_mb_per_s_on_disk": on_disk as f64 / 1e6 / single,
+        "single_thread_mvoxels_per_s": voxels as f64 / 1e6 / single,
+        "threads": threads,
+        "parallel_s": parallel,
+        "parallel_files_per_s": files.len() as f64 / parallel,
+    });
+    if as_json {
+        return print_json(&r);
+    }
+    println!(
+        "NIfTI read ({} files, {:.1} MB on disk, {:.1} M voxels decoded to f32):\n  1 thread:  {:.3} s  {:.0} files/s  {:.1} MB/s  {:.1} Mvox/s\n  {threads} threads: {:.3} s  {:.0} files/s",
+        files.len(),
+        on_disk as f64 / 1e6,
+        voxels as f64 / 1e6,
+        single,
+        files.len() as f64 / single,
+        on_disk as f64 / 1e6 / single,
+        voxels as f64 / 1e6 / single,
+        parallel,
+        files.len() as f64 / parallel
+    );
+    Ok(())
+}
+
+/// Wall time of `pipeline run` when everything is cached (a fresh process each time, as a user
+/// or CI sees it).
+fn overhead(args: &crate::cli::PipelineArgs, repeat: usize, as_json: bool) -> Result<()> {
+    let exe = std::env::current_exe()?;
+    let mut base = vec!["run".to_string(), "--json".into(), "-f".into(), args.file.display().to_string()];
+    for s in &args.set {
+        base.push("--set".into());
+        base.push(s.clone());
+    }
+    // Warm-up run: builds what is missing; not timed.
+    let warm = std::process::Command::new(&exe).args(&base).output()?;
+    if !warm.status.success() {
+        bail!("warm-up run failed: {}", String::from_utf8_lossy(&warm.stderr));
+    }
+    let mut times = Vec::new();
+    let mut units = 0usize;
+    for _ in 0..repeat.max(1) {
+        let t0 = Instant::now();
+        let out = std::process::Command::new(&exe).args(&base).output()?;
+        times.push(t0.elapsed().as_secs_f64());
+        if !out.status.success() {
+            bail!("run failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        if v[0]["built"].as_u64() != Some(0) {
+            bail!("the pipeline is not fully cached: a timed run built {} unit(s)", v[0]["built"]);
+        }
+        units = v[0]["units"].as_array().map(|u| u.len()).unwrap_or(0);
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    let median = times[times.len() / 2];
+    let r = json!({"units": units, "runs": times.len(), "median_s": median, "min_s": times[0], "max_s": times[times.len() - 1]});
+    if as_json {
+        return print_json(&r);
+    }
+    println!(
+        "cached `pipeline run` ({units} units, {} runs): median {:.3} s (min {:.3}, max {:.3})",
+        times.len(),
+        median,
+        times[0],
+        times[times.len() - 1]
+    );
+    Ok(())
+}

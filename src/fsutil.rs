@@ -1,0 +1,161 @@
+//! Filesystem helpers for crash-safe writes: atomic file replacement, directory fsync,
+//! recursive fsync, and atomic symlink replacement.
+
+use anyhow::{Context, Result};
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A name unique to this process and call (`.tmp-PID-N-NANOS`).
+pub fn unique_suffix() -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{}-{n}-{t}", std::process::id())
+}
+
+pub fn fsync_dir(dir: &Path) -> Result<()> {
+    let f = File::open(dir).with_context(|| format!("cannot open {} to sync it", dir.display()))?;
+    f.sync_all().with_context(|| format!("cannot sync {}", dir.display()))?;
+    Ok(())
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let tmp =
+        dir.join(format!(".{}.tmp-{}", path.file_name().and_then(|s| s.to_str()).unwrap_or("file"), unique_suffix()));
+    {
+        let mut f = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        f.write_all(bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path).with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
+    fsync_dir(dir)
+}
+
+/// fsyncs every file and directory under `root` (bottom-up), so a following rename publishes
+/// durable content.
+pub fn fsync_tree(root: &Path) -> Result<()> {
+    for entry in walk(root)? {
+        let md = fs::symlink_metadata(&entry)?;
+        if md.is_file() {
+            File::open(&entry)?.sync_all().with_context(|| format!("cannot sync {}", entry.display()))?;
+        }
+    }
+    let mut dirs: Vec<PathBuf> = walk(root)?.into_iter().filter(|p| p.is_dir()).collect();
+    dirs.push(root.to_path_buf());
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    for d in dirs {
+        fsync_dir(&d)?;
+    }
+    Ok(())
+}
+
+/// All paths under `root` (files, dirs, symlinks), depth-first, not following symlinks.
+pub fn walk(root: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let rd = fs::read_dir(&d).with_context(|| format!("cannot list {}", d.display()))?;
+        for e in rd {
+            let e = e?;
+            let p = e.path();
+            let ft = e.file_type()?;
+            if ft.is_dir() {
+                stack.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Points `link` at `target` atomically (create a temporary link, rename over).
+pub fn replace_symlink(target: &Path, link: &Path) -> Result<()> {
+    let dir = link.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    if let Ok(md) = fs::symlink_metadata(link) {
+        if md.is_dir() {
+            anyhow::bail!(
+                "{} is a real directory, not a link; move it away to let the outputs view use it",
+                link.display()
+            );
+        }
+    }
+    let tmp = dir.join(format!(".link-{}", unique_suffix()));
+    std::os::unix::fs::symlink(target, &tmp).with_context(|| format!("cannot create link {}", tmp.display()))?;
+    fs::rename(&tmp, link).with_context(|| format!("cannot replace link {}", link.display()))?;
+    Ok(())
+}
+
+/// `target` expressed relative to directory `from` (both absolute).
+pub fn relative_to(target: &Path, from: &Path) -> PathBuf {
+    let t: Vec<_> = target.components().collect();
+    let f: Vec<_> = from.components().collect();
+    let common = t.iter().zip(&f).take_while(|(a, b)| a == b).count();
+    let mut p = PathBuf::new();
+    for _ in common..f.len() {
+        p.push("..");
+    }
+    for c in &t[common..] {
+        p.push(c);
+    }
+    p
+}
+
+/// Hard-links `src` to `dst`, or copies when linking is not possible (another filesystem).
+pub fn link_or_copy(src: &Path, dst: &Path) -> Result<()> {
+    if let Some(parent) = dst.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    if fs::hard_link(src, dst).is_err() {
+        fs::copy(src, dst).with_context(|| format!("cannot copy {} to {}", src.display(), dst.display()))?;
+    }
+    Ok(())
+}
+
+/// Recreates the tree under `src` at `dst` with hard links (directories are created).
+pub fn link_tree(src: &Path, dst: &Path) -> Result<()> {
+    fs::create_dir_all(dst)?;
+    for p in walk(src)? {
+        let rel = p.strip_prefix(src).expect("under src");
+        let q = dst.join(rel);
+        if p.is_dir() {
+            fs::create_dir_all(&q)?;
+        } else {
+            link_or_copy(&p, &q)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths() {
+        assert_eq!(relative_to(Path::new("/a/b/c"), Path::new("/a/x/y")), PathBuf::from("../../b/c"));
+        assert_eq!(relative_to(Path::new("/a/b"), Path::new("/a")), PathBuf::from("b"));
+    }
+
+    #[test]
+    fn atomic_write_and_links() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("x/y.json");
+        write_atomic(&f, b"1").unwrap();
+        write_atomic(&f, b"2").unwrap();
+        assert_eq!(fs::read(&f).unwrap(), b"2");
+        let l = d.path().join("view/link");
+        replace_symlink(Path::new("../x"), &l).unwrap();
+        replace_symlink(Path::new("../x"), &l).unwrap();
+        assert_eq!(fs::read(l.join("y.json")).unwrap(), b"2");
+        let only: Vec<_> = fs::read_dir(d.path().join("x")).unwrap().collect();
+        assert_eq!(only.len(), 1, "no temp files left");
+    }
+}

@@ -1,0 +1,121 @@
+//! Stage kinds: thin adapters from the engine to the domain crates, one file per kind.
+
+use anyhow::{Context, Result};
+use serde::{de::DeserializeOwned, Serialize};
+use std::path::Path;
+
+use crate::kind::StageKind;
+use nnunet_io::dataset::{Case, Dataset};
+
+mod fingerprint;
+pub mod plan;
+mod postprocess;
+mod preprocess;
+pub mod select;
+mod train;
+
+/// Every built-in stage kind.
+pub fn registry() -> &'static [&'static dyn StageKind] {
+    &[
+        &fingerprint::Fingerprint,
+        &plan::Plan,
+        &preprocess::Normalize,
+        &preprocess::Resample,
+        &train::TrainFold,
+        &select::EnsembleSelect,
+        &postprocess::Postprocess,
+        &postprocess::Evaluate,
+    ]
+}
+
+/// Checks the raw inputs of units of `kind` about to be built, before anything is written:
+/// cases about to be fingerprinted are verified like nnU-Net's verify_dataset_integrity.
+pub fn preflight(kind_name: &str, _kind: &dyn StageKind, ds: &Dataset, cases: &[&Case]) -> Result<()> {
+    if kind_name != "fingerprint" || cases.is_empty() {
+        return Ok(());
+    }
+    // Dataset-wide checks need every case (numTraining, label consistency), so the whole
+    // dataset is verified whenever any case is about to be fingerprinted.
+    let report = nnunet_io::verify::verify_dataset(ds, &|_, _| {});
+    if report.problems.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = report.problems.iter().map(|p| format!("  {p}")).collect();
+    anyhow::bail!(
+        "dataset {} failed verification ({} problem(s)); nothing was written:\n{}",
+        ds.root.display(),
+        lines.len(),
+        lines.join("\n")
+    )
+}
+
+pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("cannot parse {}", path.display()))
+}
+
+pub(crate) fn write_json<T: Serialize + ?Sized>(path: &Path, v: &T) -> Result<()> {
+    if let Some(p) = path.parent() {
+        std::fs::create_dir_all(p)?;
+    }
+    let bytes = serde_json::to_vec_pretty(v)?;
+    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// What nnU-Net evaluates for a dataset's labels (labels, or regions when any entry is one).
+pub fn eval_classes(labels: &nnunet_io::labels::Labels) -> Vec<nnunet_eval::classes::LabelOrRegion> {
+    let entries: Vec<Vec<i32>> = labels.entries.iter().map(|(_, d)| d.values()).collect();
+    let is_list: Vec<bool> =
+        labels.entries.iter().map(|(_, d)| matches!(d, nnunet_io::labels::LabelDef::Region(_))).collect();
+    nnunet_eval::classes::classes_from_label_entries(&entries, &is_list)
+}
+
+/// Writes a label map with the geometry of `header` (u8 when every value fits, else i16).
+pub(crate) fn write_segmentation(
+    path: &Path,
+    header: &nnunet_io::nifti::NiftiHeader,
+    seg: &nnunet_io::Volume<i16>,
+) -> Result<()> {
+    if seg.data.iter().all(|&v| (0..=255).contains(&v)) {
+        nnunet_io::nifti::write_nifti(path, header, &seg.map(|v| v as u8))?;
+    } else {
+        nnunet_io::nifti::write_nifti(path, header, seg)?;
+    }
+    Ok(())
+}
+
+/// Files in `dir` whose name ends with `ending` (hidden files skipped), sorted; empty if the
+/// folder does not exist.
+pub(crate) fn list_files(dir: &Path, ending: &str) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(ending) && !n.starts_with('.')))
+        .collect();
+    v.sort();
+    v
+}
+
+/// A trained network kept alive with its weights (the `VarStore` owns the tensors).
+struct LoadedNetwork {
+    _vs: tch::nn::VarStore,
+    net: nnunet_net::unet::UNet,
+}
+
+impl nnunet_infer::SegNetwork for LoadedNetwork {
+    fn forward(&self, x: &tch::Tensor) -> tch::Tensor {
+        tch::nn::ModuleT::forward_t(&self.net, x, false)
+    }
+}
+
+/// Builds the network of a checkpoint folder (`model.safetensors` + `meta.json`) for inference.
+pub fn network_loader(
+    dir: &Path,
+    arch: &nnunet_prep::plans::Architecture,
+    device: tch::Device,
+) -> std::result::Result<Box<dyn nnunet_infer::SegNetwork>, String> {
+    let (vs, net, _meta) = nnunet_net::checkpoint::load_network(dir, arch, device).map_err(|e| e.to_string())?;
+    Ok(Box::new(LoadedNetwork { _vs: vs, net }))
+}

@@ -1,0 +1,314 @@
+//! Building blocks of the dynamic U-Nets (§6): conv (2D/3D, anisotropic kernels and strides),
+//! normalization, nonlinearity, transposed conv, and the ResNet-D residual block.
+//!
+//! Every layer owns its tensors (created through an `nn::Path`, so they live in the caller's
+//! `VarStore` under nnU-Net's module names) and has an explicit `forward`. A layer can run its
+//! convolutions in a reduced precision (`compute: Some(Kind::BFloat16)`): inputs and weights are
+//! cast for the convolution only, normalization and everything after it run in f32. This is a
+//! hand-written autocast (tch cannot select autocast's bf16 dtype).
+
+use serde::{Deserialize, Serialize};
+use tch::nn::init::{FanInOut, NonLinearity, NormalOrUniform};
+use tch::nn::{self, Init};
+use tch::{Kind, Tensor};
+
+/// Normalization layer (ablation axis; nnU-Net: instance norm, eps 1e-5, affine).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Norm {
+    #[default]
+    Instance,
+    Batch,
+    None,
+}
+
+/// Nonlinearity (ablation axis; nnU-Net: LeakyReLU with slope 0.01).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Nonlin {
+    #[default]
+    LeakyRelu,
+    Relu,
+}
+
+/// §6.1: LeakyReLU negative slope (nnU-Net's `nonlin_kwargs`, also libtorch's default).
+pub const LEAKY_SLOPE: f64 = 0.01;
+/// §6.1: InstanceNorm / BatchNorm epsilon.
+pub const NORM_EPS: f64 = 1e-5;
+
+/// §6.1 init: Kaiming-normal with a = 0.01, fan_in, gain sqrt(2 / (1 + a²)) (torch's
+/// `kaiming_normal_(w, a=1e-2)`; for a transposed conv fan_in is `weight.size(1) × kernel`).
+pub fn he_init() -> Init {
+    Init::Kaiming {
+        dist: NormalOrUniform::Normal,
+        fan: FanInOut::FanIn,
+        non_linearity: NonLinearity::ExplicitGain((2.0 / (1.0 + LEAKY_SLOPE * LEAKY_SLOPE)).sqrt()),
+    }
+}
+
+impl Nonlin {
+    pub fn apply(&self, x: &Tensor) -> Tensor {
+        match self {
+            // libtorch's default negative_slope is 0.01 = nnU-Net's (§6.1).
+            Nonlin::LeakyRelu => x.leaky_relu(),
+            Nonlin::Relu => x.relu(),
+        }
+    }
+}
+
+/// A 2D or 3D convolution with per-axis kernel, stride and padding `(k − 1) / 2`.
+#[derive(Debug)]
+pub struct Conv {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+    stride: Vec<i64>,
+    padding: Vec<i64>,
+}
+
+impl Conv {
+    pub fn new(p: &nn::Path, cin: i64, cout: i64, kernel: &[i64], stride: &[i64], bias: bool) -> Conv {
+        let mut dims = vec![cout, cin];
+        dims.extend_from_slice(kernel);
+        let weight = p.var("weight", &dims, he_init());
+        let bias = bias.then(|| p.var("bias", &[cout], Init::Const(0.0)));
+        Conv { weight, bias, stride: stride.to_vec(), padding: kernel.iter().map(|k| (k - 1) / 2).collect() }
+    }
+
+    pub fn forward(&self, x: &Tensor, compute: Option<Kind>) -> Tensor {
+        let cast = |t: &Tensor| match compute {
+            Some(k) if t.kind() != k => t.to_kind(k),
+            _ => t.shallow_clone(),
+        };
+        let (x, w, b) = (cast(x), cast(&self.weight), self.bias.as_ref().map(cast));
+        if self.stride.len() == 3 {
+            x.conv3d(&w, b.as_ref(), self.stride.as_slice(), self.padding.as_slice(), [1, 1, 1], 1)
+        } else {
+            x.conv2d(&w, b.as_ref(), self.stride.as_slice(), self.padding.as_slice(), [1, 1], 1)
+        }
+    }
+}
+
+/// Transposed convolution with kernel = stride (§6.1 decoder upsampling), per axis.
+#[derive(Debug)]
+pub struct TransposedConv {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+    stride: Vec<i64>,
+}
+
+impl TransposedConv {
+    pub fn new(p: &nn::Path, cin: i64, cout: i64, stride: &[i64], bias: bool) -> TransposedConv {
+        let mut dims = vec![cin, cout];
+        dims.extend_from_slice(stride);
+        let weight = p.var("weight", &dims, he_init());
+        let bias = bias.then(|| p.var("bias", &[cout], Init::Const(0.0)));
+        TransposedConv { weight, bias, stride: stride.to_vec() }
+    }
+
+    pub fn forward(&self, x: &Tensor, compute: Option<Kind>) -> Tensor {
+        let cast = |t: &Tensor| match compute {
+            Some(k) if t.kind() != k => t.to_kind(k),
+            _ => t.shallow_clone(),
+        };
+        let (x, w, b) = (cast(x), cast(&self.weight), self.bias.as_ref().map(cast));
+        let s = self.stride.as_slice();
+        let y = if s.len() == 3 {
+            x.conv_transpose3d(&w, b.as_ref(), s, [0, 0, 0], [0, 0, 0], 1, [1, 1, 1])
+        } else {
+            x.conv_transpose2d(&w, b.as_ref(), s, [0, 0], [0, 0], 1, [1, 1])
+        };
+        if compute.is_some() {
+            y.to_kind(Kind::Float)
+        } else {
+            y
+        }
+    }
+}
+
+/// Instance / batch normalization with affine parameters, or nothing.
+#[derive(Debug)]
+pub struct NormLayer {
+    kind: Norm,
+    pub weight: Option<Tensor>,
+    pub bias: Option<Tensor>,
+    running_mean: Option<Tensor>,
+    running_var: Option<Tensor>,
+}
+
+impl NormLayer {
+    pub fn new(p: &nn::Path, kind: Norm, c: i64) -> NormLayer {
+        match kind {
+            Norm::None => NormLayer { kind, weight: None, bias: None, running_mean: None, running_var: None },
+            Norm::Instance => NormLayer {
+                kind,
+                weight: Some(p.var("weight", &[c], Init::Const(1.0))),
+                bias: Some(p.var("bias", &[c], Init::Const(0.0))),
+                running_mean: None,
+                running_var: None,
+            },
+            Norm::Batch => NormLayer {
+                kind,
+                weight: Some(p.var("weight", &[c], Init::Const(1.0))),
+                bias: Some(p.var("bias", &[c], Init::Const(0.0))),
+                running_mean: Some(p.zeros_no_train("running_mean", &[c])),
+                running_var: Some(p.ones_no_train("running_var", &[c])),
+            },
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        let x = if x.kind() != Kind::Float { x.to_kind(Kind::Float) } else { x.shallow_clone() };
+        let cudnn = x.device().is_cuda();
+        match self.kind {
+            Norm::None => x,
+            Norm::Instance => x.instance_norm(
+                self.weight.as_ref(),
+                self.bias.as_ref(),
+                None::<&Tensor>,
+                None::<&Tensor>,
+                true,
+                0.1,
+                NORM_EPS,
+                cudnn,
+            ),
+            Norm::Batch => x.batch_norm(
+                self.weight.as_ref(),
+                self.bias.as_ref(),
+                self.running_mean.as_ref(),
+                self.running_var.as_ref(),
+                train,
+                0.1,
+                NORM_EPS,
+                cudnn,
+            ),
+        }
+    }
+
+    /// ResEnc init: the norm after each block's second conv starts at weight 0 and bias 0 (§6.2).
+    pub fn zero_(&mut self) {
+        tch::no_grad(|| {
+            for t in [&mut self.weight, &mut self.bias].into_iter().flatten() {
+                let _ = t.zero_();
+            }
+        });
+    }
+}
+
+/// conv → norm → (nonlin) (§6.1 `ConvDropoutNormReLU`, `nonlin_first = False`, no dropout).
+#[derive(Debug)]
+pub struct ConvNormAct {
+    pub conv: Conv,
+    pub norm: NormLayer,
+    pub act: Option<Nonlin>,
+}
+
+/// Options shared by all blocks of a network.
+#[derive(Clone, Copy, Debug)]
+pub struct BlockCfg {
+    pub norm: Norm,
+    pub nonlin: Nonlin,
+    pub conv_bias: bool,
+}
+
+impl ConvNormAct {
+    /// `p/conv`, `p/norm` (nnU-Net's module names).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        p: &nn::Path,
+        cin: i64,
+        cout: i64,
+        kernel: &[i64],
+        stride: &[i64],
+        bias: bool,
+        cfg: &BlockCfg,
+        act: bool,
+    ) -> ConvNormAct {
+        ConvNormAct {
+            conv: Conv::new(&(p / "conv"), cin, cout, kernel, stride, bias),
+            norm: NormLayer::new(&(p / "norm"), cfg.norm, cout),
+            act: act.then_some(cfg.nonlin),
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor, train: bool, compute: Option<Kind>) -> Tensor {
+        let y = self.norm.forward(&self.conv.forward(x, compute), train);
+        match self.act {
+            Some(a) => a.apply(&y),
+            None => y,
+        }
+    }
+}
+
+/// `n` stacked conv-norm-nonlin blocks; the first one carries the stride (§6.1).
+#[derive(Debug)]
+pub struct StackedConvs {
+    pub convs: Vec<ConvNormAct>,
+}
+
+impl StackedConvs {
+    /// `p/convs/i/...`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(p: &nn::Path, n: usize, cin: i64, cout: i64, kernel: &[i64], stride: &[i64], cfg: &BlockCfg) -> Self {
+        let ones = vec![1; stride.len()];
+        let convs = (0..n)
+            .map(|i| {
+                let (ci, s) = if i == 0 { (cin, stride) } else { (cout, ones.as_slice()) };
+                ConvNormAct::new(&(p / "convs" / i), ci, cout, kernel, s, cfg.conv_bias, cfg, true)
+            })
+            .collect();
+        StackedConvs { convs }
+    }
+
+    pub fn forward(&self, x: &Tensor, train: bool, compute: Option<Kind>) -> Tensor {
+        let mut y = x.shallow_clone();
+        for c in &self.convs {
+            y = c.forward(&y, train, compute);
+        }
+        y
+    }
+}
+
+/// ResNet-D basic block (§6.2): conv1(k, stride)-norm-nonlin → conv2(k)-norm, plus a skip
+/// (identity, or AvgPool(stride) and/or 1×1 conv (no bias) + norm), then nonlin.
+#[derive(Debug)]
+pub struct BasicBlockD {
+    pub conv1: ConvNormAct,
+    pub conv2: ConvNormAct,
+    pool: Option<Vec<i64>>,
+    pub proj: Option<ConvNormAct>,
+    act: Nonlin,
+}
+
+impl BasicBlockD {
+    pub fn new(p: &nn::Path, cin: i64, cout: i64, kernel: &[i64], stride: &[i64], cfg: &BlockCfg) -> BasicBlockD {
+        let ones = vec![1i64; stride.len()];
+        let conv1 = ConvNormAct::new(&(p / "conv1"), cin, cout, kernel, stride, cfg.conv_bias, cfg, true);
+        let mut conv2 = ConvNormAct::new(&(p / "conv2"), cout, cout, kernel, &ones, cfg.conv_bias, cfg, false);
+        // §6.2: init_last_bn_before_add_to_0.
+        conv2.norm.zero_();
+        let has_stride = stride.iter().any(|&s| s != 1);
+        let pool = has_stride.then(|| stride.to_vec());
+        // nnU-Net's skip is `nn.Sequential(pool?, proj?)`: the projection's index is 1 after a pool.
+        let proj = (cin != cout).then(|| {
+            let idx = usize::from(has_stride);
+            ConvNormAct::new(&(p / "skip" / idx), cin, cout, &ones, &ones, false, cfg, false)
+        });
+        BasicBlockD { conv1, conv2, pool, proj, act: cfg.nonlin }
+    }
+
+    pub fn forward(&self, x: &Tensor, train: bool, compute: Option<Kind>) -> Tensor {
+        let mut r = x.shallow_clone();
+        if let Some(s) = &self.pool {
+            r = if s.len() == 3 {
+                r.avg_pool3d(s.as_slice(), s.as_slice(), [0, 0, 0], false, true, None)
+            } else {
+                r.avg_pool2d(s.as_slice(), s.as_slice(), [0, 0], false, true, None)
+            };
+        }
+        if let Some(pj) = &self.proj {
+            r = pj.forward(&r, train, compute);
+        }
+        let y = self.conv2.forward(&self.conv1.forward(x, train, compute), train, compute);
+        self.act.apply(&(y + r))
+    }
+}

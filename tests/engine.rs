@@ -1,0 +1,242 @@
+//! End-to-end tests of the engine through the CLI: caching, invalidation, sweeps, crash safety,
+//! concurrency and bad input.
+
+mod common;
+
+use common::{artifacts, preprocess_only, stage_of, units_with, Project, PIPELINE};
+use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn stages(units: &[String]) -> BTreeSet<String> {
+    units.iter().map(|u| stage_of(u).to_string()).collect()
+}
+
+#[test]
+fn second_run_recomputes_nothing_and_param_change_recomputes_only_training() {
+    let p = Project::new(5, PIPELINE);
+    let r1 = p.run(&[]);
+    assert_eq!(r1[0]["failed"], 0);
+    assert!(r1[0]["built"].as_u64().unwrap() > 10);
+    let r2 = p.run(&[]);
+    assert_eq!(r2[0]["built"], 0, "second run built: {:?}", units_with(&r2[0], "built"));
+    assert_eq!(r2[0]["cached"], r1[0]["built"]);
+
+    // The outputs view links to the artifacts.
+    assert!(p.path().join("runs/t/plan/plans.json").is_file());
+    assert!(p.path().join("runs/t/train/configuration=3d_fullres/fold=0").exists());
+
+    // A training param: only training recomputes.
+    let r3 = p.run(&["--set", "train.iterations_per_epoch=3"]);
+    let built = units_with(&r3[0], "built");
+    assert_eq!(stages(&built), BTreeSet::from(["train".to_string()]), "built: {built:?}");
+
+    // status --why names the changed param.
+    let out = p.cmd(&["status", "--why", "--set", "train.iterations_per_epoch=4"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("param iterations_per_epoch: 3 -> 4"), "status --why:\n{text}");
+}
+
+#[test]
+fn adding_a_case_recomputes_only_that_case_and_aggregates() {
+    // Preprocessing only (the train stage is irrelevant here).
+    // MR (z-score needs no dataset statistics) and one spacing for all cases, so the plan's
+    // normalization and target spacing stay the same when a case is added. With CT data every
+    // case would legitimately renormalize: the foreground intensity statistics change.
+    let p = Project::new(5, &preprocess_only());
+    let mr = ["--modality", "MR", "--spacing-jitter", "0"];
+    p.synth_with(5, 0, &mr);
+    p.run(&[]);
+    // Add a sixth case: same generator, next seed's case, renamed.
+    let ds = p.path().join("data/ds");
+    let extra = p.path().join("extra");
+    let out = p.cmd(&[
+        "synth",
+        "extra",
+        "--cases",
+        "6",
+        "--shape",
+        "8,28,28",
+        "--spacing",
+        "3.0,1.0,1.0",
+        "--seed",
+        "11",
+        "--modality",
+        "MR",
+        "--spacing-jitter",
+        "0",
+    ]);
+    assert!(out.status.success());
+    let newest = std::fs::read_dir(extra.join("labelsTr"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .max()
+        .unwrap();
+    let id = newest.trim_end_matches(".nii.gz").to_string();
+    for e in std::fs::read_dir(extra.join("imagesTr")).unwrap().flatten() {
+        let n = e.file_name().to_string_lossy().to_string();
+        if n.starts_with(&format!("{id}_")) {
+            std::fs::copy(e.path(), ds.join("imagesTr").join(&n)).unwrap();
+        }
+    }
+    std::fs::copy(extra.join("labelsTr").join(&newest), ds.join("labelsTr").join(&newest)).unwrap();
+    let mut dj: serde_json::Value = serde_json::from_slice(&std::fs::read(ds.join("dataset.json")).unwrap()).unwrap();
+    dj["numTraining"] = serde_json::json!(6);
+    std::fs::write(ds.join("dataset.json"), serde_json::to_vec_pretty(&dj).unwrap()).unwrap();
+
+    let r = p.run(&[]);
+    let built = units_with(&r[0], "built");
+    for u in &built {
+        let per_case = u.contains("case=");
+        assert!(!per_case || u.contains(&format!("case={id}")), "an old case was recomputed: {u} (built: {built:?})");
+    }
+    assert!(built.iter().any(|u| u.contains(&format!("case={id}"))), "the new case was not processed: {built:?}");
+    assert!(built.iter().any(|u| u == "fingerprint"), "fingerprint aggregate not rebuilt: {built:?}");
+    assert!(built.iter().any(|u| u.starts_with("resample[") && !u.contains("case=")), "store not rebuilt: {built:?}");
+}
+
+#[test]
+fn sweep_shares_preprocessing() {
+    let p = Project::new(4, PIPELINE);
+    let reports = p.run(&["--set", "train.seed=1,2"]);
+    assert_eq!(reports.len(), 2);
+    let built0 = units_with(&reports[0], "built");
+    let built1 = units_with(&reports[1], "built");
+    assert!(built0.iter().any(|u| u.starts_with("resample")));
+    assert_eq!(stages(&built1), BTreeSet::from(["train".to_string()]), "second variant rebuilt: {built1:?}");
+    assert!(p.path().join("runs/t+train.seed=1").is_dir());
+    assert!(p.path().join("runs/t+train.seed=2").is_dir());
+}
+
+#[test]
+fn kill_during_run_then_rerun_gives_the_same_artifacts() {
+    // Reference: an uninterrupted run.
+    let pre = preprocess_only();
+    let a = Project::new(6, &pre);
+    a.run(&[]);
+    let want = artifacts(&a.path().join("cache"));
+
+    let b = Project::new(6, &pre);
+    let mut child = Command::new(common::bin())
+        .args(["run", "-j", "1"])
+        .current_dir(b.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill -9 once some (not all) preprocessing artifacts exist.
+    let t0 = Instant::now();
+    loop {
+        let n = artifacts(&b.path().join("cache")).len();
+        if n >= 4 || t0.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = child.kill(); // SIGKILL
+    let _ = child.wait();
+    let partial = artifacts(&b.path().join("cache"));
+    assert!(partial.len() < want.len(), "the run finished before it could be killed");
+    // Every artifact present after the kill is complete (manifest parses, keys match).
+    for x in &partial {
+        assert!(want.contains(x), "artifact after kill differs from the reference: {x:?}");
+    }
+    b.run(&[]);
+    assert_eq!(artifacts(&b.path().join("cache")), want);
+    // No leftovers in tmp after the rerun.
+    assert_eq!(std::fs::read_dir(b.path().join("cache/tmp")).unwrap().count(), 0);
+}
+
+#[test]
+fn concurrent_runs_do_not_corrupt_the_cache() {
+    let pre = preprocess_only();
+    let p = Project::new(5, &pre);
+    let spawn = || {
+        Command::new(common::bin())
+            .args(["run", "--json", "-j", "1"])
+            .current_dir(p.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let c1 = spawn();
+    let c2 = spawn();
+    let o1 = c1.wait_with_output().unwrap();
+    let o2 = c2.wait_with_output().unwrap();
+    assert!(o1.status.success(), "{}", String::from_utf8_lossy(&o1.stderr));
+    assert!(o2.status.success(), "{}", String::from_utf8_lossy(&o2.stderr));
+    let r1: serde_json::Value = serde_json::from_slice(&o1.stdout).unwrap();
+    let r2: serde_json::Value = serde_json::from_slice(&o2.stdout).unwrap();
+    // One of them did the work; the other waited for the lock and found everything cached.
+    let built = r1[0]["built"].as_u64().unwrap() + r2[0]["built"].as_u64().unwrap();
+    let total = r1[0]["units"].as_array().unwrap().len() as u64;
+    assert_eq!(built, total, "units were built twice or not at all");
+    let waited = String::from_utf8_lossy(&o1.stderr).contains("waiting for another")
+        || String::from_utf8_lossy(&o2.stderr).contains("waiting for another");
+    assert!(waited, "neither run reported waiting for the lock");
+    // And --no-wait refuses clearly while a run holds the lock.
+    let holder = Command::new(common::bin())
+        .args(["run", "--force", "fingerprint"])
+        .current_dir(p.path())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let refused = p.cmd(&["run", "--no-wait"]);
+    let mut holder = holder;
+    let _ = holder.wait();
+    if !refused.status.success() {
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("holds the cache lock"));
+    }
+}
+
+#[test]
+fn unknown_keys_and_bad_values_report_line_and_column() {
+    let p = Project::new(2, &PIPELINE.replace("      epochs: 1", "      epochz: 1"));
+    let out = p.cmd(&["run"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 28") && err.contains("epochz") && err.contains("did you mean 'epochs'"), "{err}");
+    std::fs::write(p.path().join("pipeline.yaml"), PIPELINE.replace("      batch_size: 2", "      batch_size: -3"))
+        .unwrap();
+    let out = p.cmd(&["run"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("batch_size") && err.contains("line 31"), "{err}");
+    std::fs::write(p.path().join("pipeline.yaml"), PIPELINE.replace("uses: plan", "uses: plna")).unwrap();
+    let out = p.cmd(&["run"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown stage kind 'plna'") && err.contains("did you mean 'plan'"), "{err}");
+    std::fs::write(p.path().join("pipeline.yaml"), PIPELINE.replace("stages:", "stagez:")).unwrap();
+    let out = p.cmd(&["run"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stagez"));
+    // Nothing was written for any of these.
+    assert!(!p.path().join("cache/artifacts").exists() || artifacts(&p.path().join("cache")).is_empty());
+}
+
+#[test]
+fn dag_status_show_and_gc() {
+    let p = Project::new(3, PIPELINE);
+    let dot = p.cmd(&["dag", "--dot"]);
+    let dot = String::from_utf8_lossy(&dot.stdout);
+    assert!(dot.contains("\"plan\" -> \"normalize\""), "{dot}");
+    let st = p.cmd(&["status"]);
+    assert!(String::from_utf8_lossy(&st.stdout).contains("3 missing"));
+    p.run(&["--until", "plan"]);
+    let show = p.cmd(&["show", "plan", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(v[0]["status"], "fresh");
+    assert!(v[0]["manifest"]["files"]["plans.json"].is_object());
+    // A param change makes the old plan unreachable: gc removes exactly it.
+    p.run(&["--until", "plan", "--set", "plan.gpu_memory_gb=11"]);
+    let n_before = artifacts(&p.path().join("cache")).len();
+    let gc = p.cmd(&["gc", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&gc.stdout).unwrap();
+    assert_eq!(v["removed"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(artifacts(&p.path().join("cache")).len(), n_before - 1);
+}

@@ -1,0 +1,201 @@
+//! The Slurm executor against a real single-node cluster (started by `scripts/slurm-up.sh`,
+//! which `.ci/run` runs). Each test prints SKIP and passes when no cluster answers.
+
+mod common;
+
+use common::{artifacts, Project};
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn cluster_up() -> bool {
+    let ok = Command::new("sinfo").arg("-h").output().map(|o| o.status.success()).unwrap_or(false);
+    if !ok {
+        eprintln!("SKIP: no Slurm cluster answers `sinfo` (run scripts/slurm-up.sh as root)");
+    }
+    ok
+}
+
+/// Slurm jobs must see the cache: keep test projects off node-local /tmp.
+fn project(cases: usize, pipeline: &str) -> Project {
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::create_dir_all(base).unwrap();
+    let dir = tempfile::tempdir_in(base).unwrap();
+    let p = Project { dir };
+    p.synth(cases, 0);
+    std::fs::write(p.path().join("pipeline.yaml"), pipeline).unwrap();
+    p
+}
+
+const PIPE: &str = "\
+name: s
+dataset: data/ds
+cache: cache
+outputs: runs
+device: cpu
+slurm:
+  partition: debug
+  poll_seconds: 0.5
+  per_kind:
+    train-fold:
+      partition: gpu
+params:
+  seed: 0
+  configurations: [3d_fullres]
+  folds: [0, 1]
+stages:
+  fingerprint:
+    uses: fingerprint
+  plan:
+    uses: plan
+    needs: [fingerprint]
+    with:
+      num_folds: 2
+  normalize:
+    uses: normalize
+    needs: [plan]
+  resample:
+    uses: resample
+    needs: [normalize]
+  train:
+    uses: train-fold
+    needs: [resample]
+    with:
+      epochs: 2
+      iterations_per_epoch: 2
+      val_iterations: 1
+      batch_size: 2
+      features_cap: 8
+      workers: 1
+      validate: false
+      save_every: 1
+";
+
+fn slurm_run(p: &Project, extra: &[&str]) -> (bool, Vec<Value>, String) {
+    let mut args = vec!["run", "--executor", "slurm", "--json"];
+    args.extend_from_slice(extra);
+    let out = p.cmd(&args);
+    let v: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    (out.status.success(), v, String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+#[test]
+fn slurm_runs_the_pipeline_like_local_and_reruns_nothing() {
+    if !cluster_up() {
+        return;
+    }
+    let p = project(4, PIPE);
+    let (ok, subs, err) = slurm_run(&p, &[]);
+    assert!(ok, "slurm run failed: {err}");
+    let jobs = subs[0]["jobs"].as_array().unwrap();
+    // Training items are separate jobs (one per fold) on the gpu partition.
+    let train_jobs: Vec<&Value> = jobs.iter().filter(|j| j["stage"] == "train").collect();
+    assert_eq!(train_jobs.len(), 2, "{jobs:?}");
+    // Per-case preprocessing ran as arrays.
+    assert!(jobs.iter().any(|j| j["stage"] == "normalize" && j["units"].as_array().unwrap().len() == 4));
+
+    // Same keys and same data artifacts bit-for-bit as the local executor.
+    let q = project(4, PIPE);
+    q.run(&[]);
+    let mine = artifacts(&p.path().join("cache"));
+    let local = artifacts(&q.path().join("cache"));
+    let keys =
+        |v: &[(String, String, String)]| v.iter().map(|(k, key, _)| (k.clone(), key.clone())).collect::<Vec<_>>();
+    assert_eq!(keys(&mine), keys(&local), "different keys between slurm and local");
+    for ((k, key, d1), (_, _, d2)) in mine.iter().zip(&local) {
+        if k != "train-fold" {
+            assert_eq!(d1, d2, "{k} {key}: slurm and local artifacts differ");
+        }
+    }
+    // The outputs view exists.
+    assert!(p.path().join("runs/s/plan/plans.json").is_file());
+
+    // A rerun submits nothing.
+    let (ok, subs, err) = slurm_run(&p, &[]);
+    assert!(ok, "{err}");
+    assert_eq!(subs[0]["jobs"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn cancelled_training_job_resumes_and_failures_cancel_dependants() {
+    if !cluster_up() {
+        return;
+    }
+    let p = project(4, &PIPE.replace("epochs: 2", "epochs: 40").replace("folds: [0, 1]", "folds: [0]"));
+    // Submit detached, wait for the training job to write a checkpoint, then cancel it.
+    let (ok, subs, err) = slurm_run(&p, &["--detach"]);
+    assert!(ok, "{err}");
+    let train_id = subs[0]["jobs"].as_array().unwrap().iter().find(|j| j["stage"] == "train").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let work = p.path().join("cache/work");
+    let t0 = Instant::now();
+    let latest = loop {
+        let found = std::fs::read_dir(&work)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("out/checkpoint_latest"))
+            .find(|c| c.is_dir());
+        if let Some(f) = found {
+            break f;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(240), "training never wrote checkpoint_latest");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let out = Command::new("scancel").arg(&train_id).output().unwrap();
+    assert!(out.status.success());
+    // Wait until Slurm lets go of it.
+    let t0 = Instant::now();
+    while Command::new("squeue").args(["-h", "-j", &train_id]).output().map(|o| !o.stdout.is_empty()).unwrap_or(false) {
+        assert!(t0.elapsed() < Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let meta: Value = serde_json::from_slice(&std::fs::read(latest.join("meta.json")).unwrap()).unwrap();
+    let epoch_at_cancel = meta["epoch"].as_u64().unwrap();
+    assert!(epoch_at_cancel < 40);
+    let (ok, _, err) = slurm_run(&p, &[]);
+    assert!(ok, "{err}");
+    let hist: Value = serde_json::from_slice(
+        &std::fs::read(p.path().join("runs/s/train/configuration=3d_fullres/fold=0/attempts.json")).unwrap(),
+    )
+    .unwrap();
+    let starts: Vec<u64> = hist.as_array().unwrap().iter().map(|a| a["start_epoch"].as_u64().unwrap()).collect();
+    assert!(starts.len() >= 2 && *starts.last().unwrap() > 0, "training did not resume: {hist}");
+
+    // A failing job: its dependants are cancelled, and the error names the job and its log.
+    let f = project(3, &PIPE.replace("num_folds: 2", "num_folds: 9"));
+    let (ok, _, err) = slurm_run(&f, &[]);
+    assert!(!ok);
+    assert!(err.contains("job") && err.contains("plan") && err.contains("log"), "{err}");
+    assert!(err.contains("dependants were cancelled"), "{err}");
+}
+
+#[test]
+fn misconfiguration_is_reported_before_submitting() {
+    if !cluster_up() {
+        return;
+    }
+    let p = project(2, &PIPE.replace("partition: debug", "partition: nosuchpart"));
+    let (ok, _, err) = slurm_run(&p, &[]);
+    assert!(!ok);
+    assert!(err.contains("unknown Slurm partition 'nosuchpart'"), "{err}");
+    assert!(!p.path().join("cache/slurm").exists(), "something was submitted");
+
+    let q = project(2, PIPE);
+    let out = Command::new(common::bin())
+        .args(["run", "--executor", "slurm"])
+        .current_dir(q.path())
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`sbatch` is not on PATH"));
+
+    let r = project(2, &PIPE.replace("cache: cache", "cache: /tmp/nnunet-slurm-test-cache"));
+    let (ok, _, err) = slurm_run(&r, &[]);
+    assert!(!ok);
+    assert!(err.contains("node-local"), "{err}");
+}
