@@ -14,6 +14,7 @@ pub mod fsutil;
 pub mod key;
 pub mod kind;
 pub mod kinds;
+pub mod model;
 pub mod outputs;
 pub mod params;
 pub mod runner;

@@ -49,6 +49,7 @@ pub fn publish(session: &Session, report: &RunReport) -> Result<PathBuf> {
         "run": session.run_name,
         "pipeline": session.spec.file,
         "dataset": session.spec.dataset.value,
+        "cache": session.spec.cache,
         "variant": session.spec.variant.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
         "seconds": report.seconds,
         "built": report.built, "cached": report.cached, "failed": report.failed, "skipped": report.skipped,

@@ -52,6 +52,14 @@ pub enum Outcome {
 pub struct UnitReport {
     pub unit: String,
     pub stage: String,
+    /// The stage kind (`train-fold`, ...).
+    pub kind: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub coords: BTreeMap<String, serde_json::Value>,
+    /// Path of the unit's output under the run folder (`train/configuration=2d/fold=0`);
+    /// absent for per-case units, which are not linked one by one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub view: Option<String>,
     pub outcome: Outcome,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
@@ -426,7 +434,19 @@ fn report(
     seconds: f64,
 ) -> UnitReport {
     let unit = &session.dag.units[u];
-    UnitReport { unit: unit.id.to_string(), stage: unit.id.stage.clone(), outcome, key, error, seconds }
+    let view =
+        (!unit.is_case_unit()).then(|| crate::outputs::view_path(session, u).to_string_lossy().replace('\\', "/"));
+    UnitReport {
+        unit: unit.id.to_string(),
+        stage: unit.id.stage.clone(),
+        kind: unit.kind.name().to_string(),
+        coords: unit.coords.clone(),
+        view,
+        outcome,
+        key,
+        error,
+        seconds,
+    }
 }
 
 /// Fails with the collected unit errors, if any.

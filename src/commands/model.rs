@@ -1,20 +1,234 @@
-//! `predict`, `export`, `report`.
+//! `predict`, `export`, `report`, and the model benchmarks (`bench augment`, `bench step`).
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::{print_json, resolve_run_dir};
 use crate::cli::{ExportArgs, PredictArgs, ReportArgs};
-use anyhow::{bail, Result};
+use crate::model::{discover_cases, predict_cases, Model, PredictOptions};
 
-pub fn predict(_a: PredictArgs) -> Result<()> {
-    bail!("predict: not wired yet")
-}
-pub fn export(_a: ExportArgs) -> Result<()> {
-    bail!("export: not wired yet")
-}
-pub fn report(_a: ReportArgs) -> Result<()> {
-    bail!("report: not wired yet")
+fn progress_bar(len: u64, hidden: bool) -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::new(len);
+    if hidden {
+        pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    } else if let Ok(style) = indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {elapsed} {msg}")
+    {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb
 }
 
-pub fn bench_augment(_run: &std::path::Path, _cfg: &str, _batches: usize, _json: bool) -> Result<()> {
-    bail!("bench augment: not wired yet")
+/// `pipeline predict -i IN -o OUT (--run RUN | --model BUNDLE)`.
+pub fn predict(a: PredictArgs) -> Result<()> {
+    let t0 = std::time::Instant::now();
+    // A bundle is extracted next to the output, verified, and removed afterwards.
+    let mut extracted: Option<PathBuf> = None;
+    let model = match (&a.model, &a.run) {
+        (Some(bundle), _) => {
+            std::fs::create_dir_all(&a.output).with_context(|| format!("cannot create {}", a.output.display()))?;
+            let dir = a.output.join(format!(".model-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let loaded = nnunet_infer::bundle::load_bundle(bundle, &dir)
+                .with_context(|| format!("model bundle {}", bundle.display()))?;
+            extracted = Some(dir);
+            Model::from_bundle(&loaded)
+        }
+        (None, run) => Model::from_run(&resolve_run_dir(run.as_deref())?),
+    };
+    let result = (|| -> Result<serde_json::Value> {
+        let mut model = model?;
+        model.restrict_folds(&a.folds.iter().map(|f| f.to_string()).collect::<Vec<_>>())?;
+        let cases = discover_cases(&a.input, &model.file_ending, model.num_channels)?;
+        let opts = PredictOptions {
+            tta: !a.no_tta,
+            device: crate::device::parse_device(&a.device)?,
+            save_probabilities: a.save_probabilities,
+            postprocessing: !a.no_postprocessing,
+        };
+        if !a.json {
+            eprintln!(
+                "predict: {} case(s) with {} on {}",
+                cases.len(),
+                model.describe(),
+                crate::device::device_name(opts.device)
+            );
+        }
+        let pb = progress_bar(cases.len() as u64, a.json);
+        pb.set_prefix("predict");
+        let progress = |d: u64, t: u64, msg: &str| {
+            pb.set_length(t);
+            pb.set_position(d);
+            pb.set_message(msg.to_string());
+        };
+        let timings = predict_cases(&model, &cases, &a.output, &opts, &progress, &|| false)?;
+        pb.finish_and_clear();
+        Ok(json!({
+            "output": a.output,
+            "cases": timings,
+            "model": model.describe(),
+            "seconds": t0.elapsed().as_secs_f64(),
+        }))
+    })();
+    if let Some(d) = extracted {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    let r = result?;
+    if a.json {
+        return print_json(&r);
+    }
+    eprintln!(
+        "predict: wrote {} segmentation(s) to {} in {:.1} s",
+        r["cases"].as_array().map_or(0, |c| c.len()),
+        a.output.display(),
+        r["seconds"].as_f64().unwrap_or(0.0)
+    );
+    Ok(())
 }
-pub fn bench_step(_run: &std::path::Path, _cfg: &str, _bs: usize, _steps: usize, _json: bool) -> Result<()> {
-    bail!("bench step: not wired yet")
+
+/// `pipeline export [RUN] -o BUNDLE.tar`.
+pub fn export(a: ExportArgs) -> Result<()> {
+    let run = resolve_run_dir(a.run.as_deref())?;
+    let model = Model::from_run(&run)?;
+    // The members and, for a cascade, the stages they build on.
+    let mut needed: Vec<String> = model.members.clone();
+    for m in &model.members {
+        let mut cur = model.plans.configuration(m)?;
+        while let Some(prev) = cur.previous_stage.clone() {
+            if !needed.contains(&prev) {
+                needed.push(prev.clone());
+            }
+            cur = model.plans.configuration(&prev)?;
+        }
+    }
+    let configurations = model
+        .configurations
+        .iter()
+        .filter(|c| needed.contains(&c.name))
+        .map(|c| nnunet_infer::bundle::BundleConfiguration { name: c.name.clone(), folds: c.folds.clone() })
+        .collect();
+    let mut versions = BTreeMap::new();
+    versions.insert("pipeline".to_string(), env!("CARGO_PKG_VERSION").to_string());
+    versions.insert("tch".to_string(), "0.24.0".to_string());
+    let mut info = model.info.clone();
+    info["members"] = json!(model.members);
+    let parts = nnunet_infer::bundle::BundleParts {
+        plans_json: model.plans_json.clone(),
+        dataset_json: model.dataset_json.clone(),
+        configurations,
+        postprocessing_json: model.postprocessing_json.clone(),
+        versions,
+        info,
+    };
+    if let Some(p) = a.output.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(p)?;
+    }
+    let m = nnunet_infer::bundle::export_bundle(&a.output, &parts)
+        .with_context(|| format!("exporting {}", a.output.display()))?;
+    let size = std::fs::metadata(&a.output).map(|m| m.len()).unwrap_or(0);
+    eprintln!(
+        "export: {} ({} files, {:.1} MB): {}",
+        a.output.display(),
+        m.files.len(),
+        size as f64 / 1e6,
+        model.describe()
+    );
+    Ok(())
+}
+
+/// `pipeline report [RUN] [-o DIR]`.
+pub fn report(a: ReportArgs) -> Result<()> {
+    let run = resolve_run_dir(a.run.as_deref())?;
+    let out = a.output.clone().unwrap_or_else(|| run.join("report"));
+    let summary = nnunet_report::write_report(&run, &out).with_context(|| format!("report of {}", run.display()))?;
+    print!("{}", nnunet_report::text_summary(&summary));
+    Ok(())
+}
+
+/// The preprocessed store of a configuration in a run (`resample` stage output).
+fn run_store(run: &Path, cfg: &str) -> Result<(PathBuf, nnunet_prep::plans::Plans)> {
+    let run_json: serde_json::Value = crate::kinds::read_json(&run.join("run.json"))?;
+    let units = run_json["units"].as_array().cloned().unwrap_or_default();
+    let find = |kind: &str, cfg: Option<&str>| -> Option<PathBuf> {
+        units
+            .iter()
+            .filter(|u| u["kind"] == kind && u["view"].is_string())
+            .find(|u| cfg.is_none_or(|c| u["coords"]["configuration"] == c))
+            .map(|u| run.join(u["view"].as_str().unwrap_or_default()))
+    };
+    let plan = find("plan", None).ok_or_else(|| anyhow!("run {} has no plan stage", run.display()))?;
+    let plans: nnunet_prep::plans::Plans = crate::kinds::read_json(&plan.join("plans.json"))?;
+    let cfg_res = plans.configuration(cfg)?;
+    let store = find("resample", Some(cfg))
+        .ok_or_else(|| anyhow!("run {} has no resample output for {cfg}", run.display()))?
+        .join(format!("{}.zarr", cfg_res.data_identifier));
+    Ok((store, plans))
+}
+
+/// `pipeline bench augment RUN`: single-threaded seconds per augmented batch.
+pub fn bench_augment(run: &Path, cfg: &str, batches: usize, as_json: bool) -> Result<()> {
+    let (store, plans) = run_store(run, cfg)?;
+    let c = plans.configuration(cfg)?;
+    let ids = nnunet_prep::store::open_dataset_store(&store)?;
+    let cases: Vec<Arc<dyn nnunet_net::sampler::PatchSource>> = ids
+        .iter()
+        .map(|id| {
+            nnunet_net::sampler::StoreCase::open(&store.join(id), id)
+                .map(|s| Arc::new(s) as Arc<dyn nnunet_net::sampler::PatchSource>)
+                .map_err(|e| anyhow!("{e}"))
+        })
+        .collect::<Result<_>>()?;
+    let b = nnunet_net::bench::time_augmentation(cases, &c, None, batches, 0)?;
+    let r = json!({"configuration": cfg, "batches": b.batches, "batch_size": b.batch_size, "data_shape": b.data_shape,
+        "seconds_per_batch": b.seconds_per_batch, "voxels_per_second": b.voxels_per_second});
+    if as_json {
+        return print_json(&r);
+    }
+    println!(
+        "augmentation {cfg}: batch {} of {:?}: {:.4} s/batch (1 thread), {:.1} Mvox/s",
+        b.batch_size,
+        b.data_shape,
+        b.seconds_per_batch,
+        b.voxels_per_second / 1e6
+    );
+    Ok(())
+}
+
+/// `pipeline bench step RUN`: seconds per training step of the planned network.
+pub fn bench_step(run: &Path, cfg: &str, bs: usize, steps: usize, as_json: bool) -> Result<()> {
+    let (_store, plans) = run_store(run, cfg)?;
+    let c = plans.configuration(cfg)?;
+    let in_ch = c.normalization_schemes.len();
+    let run_json: serde_json::Value = crate::kinds::read_json(&run.join("run.json"))?;
+    let plan_view = run_json["units"]
+        .as_array()
+        .and_then(|u| u.iter().find(|u| u["kind"] == "plan"))
+        .and_then(|u| u["view"].as_str())
+        .ok_or_else(|| anyhow!("run {} has no plan stage", run.display()))?;
+    let labels = crate::kinds::plan::read_labels(&run.join(plan_view))?;
+    let num_classes = nnunet_infer::predictor::LabelSpec::from_labels(&labels).num_outputs();
+    let mut o = nnunet_net::trainer::TrainOptions::default();
+    o.torch_threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    o.device = crate::device::parse_device("auto")?;
+    if bs == 0 {
+        bail!("--batch-size must be positive");
+    }
+    let b = nnunet_net::bench::time_train_step(&c, in_ch, num_classes, bs, steps, &o)?;
+    let r = json!({"configuration": cfg, "batch_size": b.batch_size, "parameters": b.parameters, "steps": b.steps,
+        "seconds_per_step": b.seconds_per_step, "first_step_seconds": b.first_step_seconds,
+        "device": crate::device::device_name(o.device), "threads": o.torch_threads});
+    if as_json {
+        return print_json(&r);
+    }
+    println!(
+        "train step {cfg}: batch {}, {} parameters: {:.3} s/step on {} ({} threads)",
+        b.batch_size,
+        b.parameters,
+        b.seconds_per_step,
+        crate::device::device_name(o.device),
+        o.torch_threads
+    );
+    Ok(())
 }

@@ -10,6 +10,7 @@ use nnunet_io::dataset::{Case, Dataset};
 mod fingerprint;
 pub mod plan;
 mod postprocess;
+mod predict;
 mod preprocess;
 pub mod select;
 mod train;
@@ -24,6 +25,7 @@ pub fn registry() -> &'static [&'static dyn StageKind] {
         &train::TrainFold,
         &select::EnsembleSelect,
         &postprocess::Postprocess,
+        &predict::Predict,
         &postprocess::Evaluate,
     ]
 }

@@ -109,7 +109,7 @@ impl StageKind for Evaluate {
     fn run(&self, ctx: &RunCtx) -> Result<()> {
         let labels = super::plan::read_labels(ctx.input("plan")?)?;
         let classes = super::eval_classes(&labels);
-        let ref_dir = ctx.dataset.root.join(ctx.param_str("labels")?);
+        let ref_dir = super::predict::dataset_subdir(ctx.dataset, &ctx.param_str("labels")?, "labels")?;
         if !ref_dir.is_dir() {
             return Err(anyhow!("evaluate: reference folder {} does not exist", ref_dir.display()));
         }

@@ -1,0 +1,418 @@
+//! A trained model as the engine sees it: the plans, the dataset description, the chosen
+//! configuration(s) with their fold checkpoints and the post-processing decision — assembled
+//! from a run's artifacts or from an exported bundle — and the loop that segments new images
+//! with it (nnU-Net's `nnUNetv2_predict` + `nnUNetv2_ensemble` + `nnUNetv2_apply_postprocessing`).
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use nnunet_eval::postprocess::{apply_postprocessing, PostprocessingDecision};
+use nnunet_infer::bundle::LoadedBundle;
+use nnunet_infer::export::write_segmentation;
+use nnunet_infer::predictor::{CaseOptions, LabelSpec, Predictor};
+use nnunet_io::dataset::{Case, ImageRef};
+use nnunet_io::labels::Labels;
+use nnunet_prep::plans::Plans;
+
+/// One trained configuration: its fold checkpoint folders, `(fold, folder)`.
+#[derive(Clone, Debug)]
+pub struct ModelConfiguration {
+    pub name: String,
+    pub folds: Vec<(String, PathBuf)>,
+}
+
+/// Everything needed to segment new images.
+#[derive(Clone, Debug)]
+pub struct Model {
+    pub plans_json: PathBuf,
+    pub dataset_json: PathBuf,
+    pub postprocessing_json: Option<PathBuf>,
+    pub plans: Plans,
+    pub labels: Labels,
+    pub file_ending: String,
+    pub num_channels: usize,
+    /// The chosen configuration(s): one, or two for an ensemble.
+    pub members: Vec<String>,
+    /// Every configuration available (members and, for a cascade, its previous stage).
+    pub configurations: Vec<ModelConfiguration>,
+    pub postprocessing: Option<PostprocessingDecision>,
+    /// Free-form description (the selection result).
+    pub info: Value,
+}
+
+impl Model {
+    /// Reads plans, labels and the post-processing decision and checks the members exist.
+    pub fn new(
+        plans_json: PathBuf,
+        dataset_json: PathBuf,
+        postprocessing_json: Option<PathBuf>,
+        members: Vec<String>,
+        configurations: Vec<ModelConfiguration>,
+        info: Value,
+    ) -> Result<Model> {
+        let plans: Plans = crate::kinds::read_json(&plans_json)?;
+        let dj: Value = crate::kinds::read_json(&dataset_json)?;
+        let labels = Labels::from_v2_json(&dj["labels"], dj.get("regions_class_order").filter(|r| !r.is_null()))
+            .map_err(|e| anyhow!("{}: {e}", dataset_json.display()))?;
+        let file_ending = dj.get("file_ending").and_then(|v| v.as_str()).unwrap_or(".nii.gz").to_string();
+        let num_channels = dj
+            .get("channel_names")
+            .or_else(|| dj.get("modality"))
+            .and_then(|v| v.as_object())
+            .map(|o| o.len())
+            .ok_or_else(|| anyhow!("{}: no channel_names", dataset_json.display()))?;
+        let postprocessing = match &postprocessing_json {
+            Some(p) => Some(PostprocessingDecision::read(p)?),
+            None => None,
+        };
+        if members.is_empty() || members.len() > 2 {
+            bail!("a model has one configuration or a pair ensemble, not {}", members.len());
+        }
+        for m in &members {
+            let c = configurations
+                .iter()
+                .find(|c| &c.name == m)
+                .ok_or_else(|| anyhow!("the chosen configuration {m} has no trained folds"))?;
+            if c.folds.is_empty() {
+                bail!("the chosen configuration {m} has no trained folds");
+            }
+            plans.configuration(m).with_context(|| format!("configuration {m} of the model"))?;
+        }
+        Ok(Model {
+            plans_json,
+            dataset_json,
+            postprocessing_json,
+            plans,
+            labels,
+            file_ending,
+            num_channels,
+            members,
+            configurations,
+            postprocessing,
+            info,
+        })
+    }
+
+    /// The model of a run folder (`runs/NAME`): the chosen configuration(s) of its
+    /// `ensemble-select` stage, the folds its `train-fold` stage trained, the decision of its
+    /// `postprocess` stage (if it has one).
+    pub fn from_run(run_dir: &Path) -> Result<Model> {
+        let run_json: Value = crate::kinds::read_json(&run_dir.join("run.json"))
+            .with_context(|| format!("{} is not a run folder (run `pipeline run` first)", run_dir.display()))?;
+        let units = run_json["units"].as_array().cloned().unwrap_or_default();
+        let view = |kind: &str| -> Vec<(Value, PathBuf)> {
+            units
+                .iter()
+                .filter(|u| u["kind"] == kind && u.get("view").is_some_and(|v| v.is_string()))
+                .filter(|u| u["outcome"] == "built" || u["outcome"] == "cached")
+                .map(|u| (u["coords"].clone(), run_dir.join(u["view"].as_str().unwrap_or_default())))
+                .collect()
+        };
+        let one = |kind: &str| -> Result<PathBuf> {
+            let v = view(kind);
+            match v.as_slice() {
+                [(_, p)] => Ok(p.clone()),
+                [] => bail!("run {} has no completed '{kind}' stage", run_dir.display()),
+                _ => bail!("run {} has several '{kind}' stages", run_dir.display()),
+            }
+        };
+        let plan = one("plan")?;
+        let select = one("ensemble-select")?;
+        let chosen: Value = crate::kinds::read_json(&select.join("chosen.json"))?;
+        let members: Vec<String> = chosen["members"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|m| m.as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        let mut by_cfg: BTreeMap<String, Vec<(String, PathBuf)>> = BTreeMap::new();
+        for (coords, dir) in view("train-fold") {
+            let cfg = coords["configuration"]
+                .as_str()
+                .map(String::from)
+                .unwrap_or_else(|| coords["configuration"].to_string());
+            let fold = match &coords["fold"] {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            by_cfg.entry(cfg).or_default().push((fold, dir.join(nnunet_net::checkpoint::FINAL)));
+        }
+        let configurations = by_cfg.into_iter().map(|(name, folds)| ModelConfiguration { name, folds }).collect();
+        let pp = view("postprocess").into_iter().next().map(|(_, p)| p.join("postprocessing.json"));
+        Model::new(plan.join("plans.json"), plan.join("dataset.json"), pp, members, configurations, chosen)
+    }
+
+    /// The model of an extracted bundle.
+    pub fn from_bundle(b: &LoadedBundle) -> Result<Model> {
+        let configurations: Vec<ModelConfiguration> = b
+            .manifest
+            .configurations
+            .iter()
+            .map(|c| ModelConfiguration {
+                name: c.name.clone(),
+                folds: c
+                    .folds
+                    .iter()
+                    .map(|f| (f.clone(), b.root.join(nnunet_infer::bundle::fold_path(&c.name, f))))
+                    .collect(),
+            })
+            .collect();
+        let members: Vec<String> = b.manifest.info["members"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|m| m.as_str().map(String::from)).collect())
+            .unwrap_or_else(|| configurations.iter().map(|c| c.name.clone()).collect());
+        Model::new(
+            b.plans_json(),
+            b.dataset_json(),
+            b.postprocessing_json(),
+            members,
+            configurations,
+            b.manifest.info.clone(),
+        )
+    }
+
+    /// Keeps only the given folds (`pipeline predict --folds`).
+    pub fn restrict_folds(&mut self, folds: &[String]) -> Result<()> {
+        if folds.is_empty() {
+            return Ok(());
+        }
+        for c in &mut self.configurations {
+            let have: Vec<String> = c.folds.iter().map(|f| f.0.clone()).collect();
+            for f in folds {
+                if !have.contains(f) {
+                    bail!("fold {f} of {} is not in the model (it has {})", c.name, have.join(", "));
+                }
+            }
+            c.folds.retain(|(f, _)| folds.contains(f));
+        }
+        Ok(())
+    }
+
+    fn folds_of(&self, cfg: &str) -> Result<Vec<PathBuf>> {
+        self.configurations
+            .iter()
+            .find(|c| c.name == cfg)
+            .map(|c| c.folds.iter().map(|f| f.1.clone()).collect())
+            .ok_or_else(|| anyhow!("configuration {cfg} is not in the model"))
+    }
+
+    /// The configurations to predict, in order: a cascade's previous stage before it.
+    fn prediction_order(&self) -> Result<Vec<String>> {
+        let mut order: Vec<String> = Vec::new();
+        for m in &self.members {
+            let mut chain = vec![m.clone()];
+            let mut cur = self.plans.configuration(m)?;
+            while let Some(prev) = cur.previous_stage.clone() {
+                if chain.contains(&prev) || chain.len() > 8 {
+                    bail!("configuration {m}: previous_stage cycle");
+                }
+                chain.push(prev.clone());
+                cur = self.plans.configuration(&prev)?;
+            }
+            for c in chain.into_iter().rev() {
+                if !order.contains(&c) {
+                    order.push(c);
+                }
+            }
+        }
+        Ok(order)
+    }
+
+    /// A short description for logs and reports.
+    pub fn describe(&self) -> String {
+        let folds: Vec<String> = self
+            .configurations
+            .iter()
+            .filter(|c| self.members.contains(&c.name))
+            .map(|c| {
+                format!("{} (folds {})", c.name, c.folds.iter().map(|f| f.0.as_str()).collect::<Vec<_>>().join(","))
+            })
+            .collect();
+        let pp = match &self.postprocessing {
+            Some(d) if !d.steps.is_empty() => format!("{} post-processing step(s)", d.steps.len()),
+            _ => "no post-processing".into(),
+        };
+        format!("{}; {pp}", folds.join(" + "))
+    }
+}
+
+/// Switches of [`predict_cases`].
+#[derive(Clone, Debug)]
+pub struct PredictOptions {
+    pub tta: bool,
+    pub device: tch::Device,
+    pub save_probabilities: bool,
+    pub postprocessing: bool,
+}
+
+/// Seconds spent on one case.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CaseTiming {
+    pub case: String,
+    pub seconds: f64,
+}
+
+/// Finds the cases of an input folder: nnU-Net naming (`CASE_0000.nii.gz`, one file per
+/// channel) or one file per case (a 3D file for one channel, a 4D file for several). A single
+/// file is one case.
+pub fn discover_cases(input: &Path, file_ending: &str, num_channels: usize) -> Result<Vec<Case>> {
+    let single = |p: &Path| -> Result<Case> {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let stem = name
+            .strip_suffix(file_ending)
+            .or_else(|| name.strip_suffix(".nii.gz"))
+            .or_else(|| name.strip_suffix(".nii"));
+        let stem = stem.ok_or_else(|| anyhow!("{}: not a {file_ending} file", p.display()))?;
+        // A file named like channel 0 of nnU-Net's naming stands for its case.
+        let id = match stem.rsplit_once('_') {
+            Some((id, ch)) if ch.len() == 4 && ch.chars().all(|c| c.is_ascii_digit()) && num_channels == 1 => id,
+            _ => stem,
+        };
+        let images = if num_channels == 1 {
+            vec![ImageRef { path: p.to_path_buf(), channel_in_file: None }]
+        } else {
+            (0..num_channels).map(|c| ImageRef { path: p.to_path_buf(), channel_in_file: Some(c) }).collect()
+        };
+        Ok(Case { id: id.to_string(), images, label: None })
+    };
+    if input.is_file() {
+        return Ok(vec![single(input)?]);
+    }
+    if !input.is_dir() {
+        bail!("input {} does not exist", input.display());
+    }
+    let files = crate::kinds::list_files(input, file_ending);
+    let mut by_case: BTreeMap<String, BTreeMap<usize, PathBuf>> = BTreeMap::new();
+    let mut plain = Vec::new();
+    for f in &files {
+        let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let stem = &name[..name.len() - file_ending.len()];
+        match stem.rsplit_once('_') {
+            Some((id, ch)) if ch.len() == 4 && ch.chars().all(|c| c.is_ascii_digit()) => {
+                by_case.entry(id.to_string()).or_default().insert(ch.parse().unwrap_or(0), f.clone());
+            }
+            _ => plain.push(f.clone()),
+        }
+    }
+    let mut cases = Vec::new();
+    for (id, chans) in by_case {
+        let mut images = Vec::new();
+        for c in 0..num_channels {
+            let p = chans.get(&c).ok_or_else(|| {
+                anyhow!("case {id}: channel {c} is missing ({}/{id}_{c:04}{file_ending}); the model needs {num_channels} channel(s)", input.display())
+            })?;
+            images.push(ImageRef { path: p.clone(), channel_in_file: None });
+        }
+        if let Some(extra) = chans.keys().find(|&&c| c >= num_channels) {
+            bail!("case {id}: channel {extra} is present but the model takes {num_channels} channel(s)");
+        }
+        cases.push(Case { id, images, label: None });
+    }
+    for p in plain {
+        cases.push(single(&p)?);
+    }
+    if cases.is_empty() {
+        bail!("no {file_ending} images in {}", input.display());
+    }
+    Ok(cases)
+}
+
+/// Segments `cases` with `model` into `out` (`CASE.nii.gz`, the input image's geometry; with
+/// `save_probabilities` also `CASE.probs.zarr`). Cases are written atomically, one by one.
+pub fn predict_cases(
+    model: &Model,
+    cases: &[Case],
+    out: &Path,
+    opts: &PredictOptions,
+    progress: &dyn Fn(u64, u64, &str),
+    cancel: &dyn Fn() -> bool,
+) -> Result<Vec<CaseTiming>> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let spec = LabelSpec::from_labels(&model.labels);
+    let order = model.prediction_order()?;
+    let mut predictors: BTreeMap<String, Predictor> = BTreeMap::new();
+    for cfg_name in &order {
+        let cfg = model.plans.configuration(cfg_name)?;
+        let mut sw = nnunet_infer::sliding_window::SlidingWindowOptions::default();
+        sw.device = opts.device;
+        let p = Predictor::from_checkpoints(&model.folds_of(cfg_name)?, &cfg, sw, &crate::kinds::network_loader)
+            .with_context(|| format!("loading {cfg_name}"))?;
+        predictors.insert(cfg_name.clone(), p);
+    }
+    let ensemble = model.members.len() > 1;
+    let mut timings = Vec::new();
+    let n = cases.len() as u64;
+    for (i, case) in cases.iter().enumerate() {
+        if cancel() {
+            bail!("cancelled");
+        }
+        progress(i as u64, n, &case.id);
+        let t0 = std::time::Instant::now();
+        let images = case.read_images().with_context(|| format!("case {}", case.id))?;
+        if images.channels.len() != model.num_channels {
+            bail!("case {}: {} channel(s), the model takes {}", case.id, images.channels.len(), model.num_channels);
+        }
+        let mut segs: BTreeMap<String, nnunet_io::Volume<i16>> = BTreeMap::new();
+        let mut probs = Vec::new();
+        let mut last = None;
+        for cfg_name in &order {
+            let cfg = model.plans.configuration(cfg_name)?;
+            let prev = cfg
+                .previous_stage
+                .as_ref()
+                .map(|p| segs.get(p).ok_or_else(|| anyhow!("{p} was not predicted")))
+                .transpose()?;
+            let member = model.members.contains(cfg_name);
+            let copts = CaseOptions {
+                tta: opts.tta,
+                save_probabilities: member && (ensemble || opts.save_probabilities),
+                postprocessing: None,
+            };
+            let p = predictors[cfg_name]
+                .predict_raw_case(&images, &model.plans, &cfg, &spec, prev, &copts)
+                .with_context(|| format!("predicting case {} with {cfg_name}", case.id))?;
+            if member {
+                if let Some(pr) = &p.probabilities {
+                    probs.push(pr.clone());
+                }
+            }
+            segs.insert(cfg_name.clone(), p.segmentation.clone());
+            last = Some(p);
+        }
+        let last = last.ok_or_else(|| anyhow!("nothing was predicted"))?;
+        let (mut seg, probabilities) = if ensemble {
+            let (a, b) = (&probs[0], &probs[1]);
+            if a.shape != b.shape || a.num_channels != b.num_channels {
+                bail!("case {}: the ensemble members' probabilities differ in shape", case.id);
+            }
+            let (avg, seg) = nnunet_eval::ensemble::ensemble_segmentation(
+                &[&a.data, &b.data],
+                a.num_channels,
+                a.shape,
+                &crate::kinds::select::segmentation_mode(&model.labels),
+            )?;
+            (seg, Some(nnunet_infer::export::Logits::new(a.num_channels, a.shape, avg)?))
+        } else {
+            (segs.remove(&model.members[0]).ok_or_else(|| anyhow!("no segmentation"))?, probs.pop())
+        };
+        if opts.postprocessing {
+            if let Some(pp) = &model.postprocessing {
+                seg = apply_postprocessing(&seg, pp);
+            }
+        }
+        let name = format!("{}{}", case.id, model.file_ending);
+        let tmp = out.join(format!(".{name}.partial{}", model.file_ending));
+        write_segmentation(&tmp, &seg, &last.header, spec.foreground_labels.len())?;
+        std::fs::rename(&tmp, out.join(&name))?;
+        if opts.save_probabilities {
+            if let Some(p) = &probabilities {
+                let dir = out.join(format!("{}{}", case.id, crate::kinds::select::PROBS_SUFFIX));
+                let _ = std::fs::remove_dir_all(&dir);
+                nnunet_infer::export::write_probabilities(&dir, p, json!({"case": case.id}))?;
+            }
+        }
+        timings.push(CaseTiming { case: case.id.clone(), seconds: t0.elapsed().as_secs_f64() });
+    }
+    progress(n, n, "done");
+    Ok(timings)
+}
