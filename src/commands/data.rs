@@ -119,7 +119,23 @@ fn evaluation_classes(a: &EvaluateArgs) -> Result<(Vec<LabelOrRegion>, Option<i3
 pub fn evaluate(a: EvaluateArgs) -> Result<()> {
     let (classes, ignore, ending) = evaluation_classes(&a)?;
     let summary = nnunet_eval::folder::evaluate_folder(&a.reference, &a.prediction, &classes, ignore, &ending)?;
-    let out = a.output.clone().unwrap_or_else(|| a.prediction.join("summary.json"));
+    let out = match &a.output {
+        Some(o) => o.clone(),
+        None => {
+            // Never write into a cache artifact (runs/NAME/STAGE links into cache/artifacts).
+            let canon = std::fs::canonicalize(&a.prediction).unwrap_or_else(|_| a.prediction.clone());
+            if canon.parent().is_some_and(|p| p.join("manifest.json").is_file()) {
+                bail!(
+                    "{} is a cached pipeline artifact and stays read-only; pass -o FILE for summary.json",
+                    a.prediction.display()
+                );
+            }
+            a.prediction.join("summary.json")
+        }
+    };
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
     summary.write_json(&out)?;
     let parquet = out.with_extension("parquet");
     summary.per_case_table().write_parquet(&parquet)?;
