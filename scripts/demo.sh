@@ -7,7 +7,7 @@ bin="${CARGO_TARGET_DIR:-$HOME/.cache/nnunet-rs/target}/release/pipeline"
 ds=data/demo/Dataset900_SynthCT
 if [ ! -f "$ds/dataset.json" ]; then
   "$bin" synth "$ds" --cases 20 --test-cases 4 --modality CT --channels 1 --labels 2 \
-    --spacing 2.5,0.9,0.9 --shape 20,56,56 --seed 7 --name Dataset900_SynthCT
+    --spacing 2.5,0.9,0.9 --shape 16,48,48 --seed 7 --name Dataset900_SynthCT
 fi
 t0=$(date +%s)
 "$bin" run -f pipeline.yaml

@@ -284,6 +284,21 @@ pub enum BenchWhat {
         #[arg(long)]
         json: bool,
     },
+    /// Sliding-window prediction of raw cases with the planned network (random weights, as the
+    /// peer's nnunet_predict.py), without and with mirroring.
+    Predict {
+        /// Run folder with a plan stage output.
+        run: PathBuf,
+        #[arg(long, default_value = "3d_fullres")]
+        configuration: String,
+        /// Folder of raw images (nnU-Net naming); default: the dataset's test images.
+        #[arg(long)]
+        images: Option<PathBuf>,
+        #[arg(long, default_value_t = 5)]
+        cases: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// One training step at a given batch size.
     Step {
         run: PathBuf,

@@ -4,6 +4,7 @@
 //! Architecture invariant: the domain (image I/O, planning, networks, metrics) lives in the
 //! `stages/` crates and knows nothing of this crate. Everything here is orchestration.
 
+pub mod alloc;
 pub mod cache;
 pub mod cli;
 pub mod commands;

@@ -328,6 +328,7 @@ pub fn predict_cases(
     cancel: &dyn Fn() -> bool,
 ) -> Result<Vec<CaseTiming>> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    crate::alloc::keep_large_allocations();
     let spec = LabelSpec::from_labels(&model.labels);
     let order = model.prediction_order()?;
     let mut predictors: BTreeMap<String, Predictor> = BTreeMap::new();

@@ -15,6 +15,9 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         BenchWhat::Augment { run, configuration, batches, json } => {
             super::model::bench_augment(&run, &configuration, batches, json)
         }
+        BenchWhat::Predict { run, configuration, images, cases, json } => {
+            super::model::bench_predict(&run, &configuration, images.as_deref(), cases, json)
+        }
         BenchWhat::Step { run, configuration, batch_size, steps, json } => {
             super::model::bench_step(&run, &configuration, batch_size, steps, json)
         }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use super::{print_json, resolve_run_dir};
 use crate::cli::{ExportArgs, PredictArgs, ReportArgs};
 use crate::model::{discover_cases, predict_cases, Model, PredictOptions};
+use nnunet_infer::predictor::Predictor;
 
 fn progress_bar(len: u64, hidden: bool) -> indicatif::ProgressBar {
     let pb = indicatif::ProgressBar::new(len);
@@ -215,6 +216,7 @@ pub fn bench_step(run: &Path, cfg: &str, bs: usize, steps: usize, as_json: bool)
     if bs == 0 {
         bail!("--batch-size must be positive");
     }
+    crate::alloc::keep_large_allocations();
     let b = nnunet_net::bench::time_train_step(&c, in_ch, num_classes, bs, steps, &o)?;
     let r = json!({"configuration": cfg, "batch_size": b.batch_size, "parameters": b.parameters, "steps": b.steps,
         "seconds_per_step": b.seconds_per_step, "first_step_seconds": b.first_step_seconds,
@@ -229,6 +231,66 @@ pub fn bench_step(run: &Path, cfg: &str, bs: usize, steps: usize, as_json: bool)
         b.seconds_per_step,
         crate::device::device_name(o.device),
         o.torch_threads
+    );
+    Ok(())
+}
+
+/// `pipeline bench predict RUN`: seconds per raw case, without and with mirroring, with the
+/// planned (uncapped) network and random weights.
+pub fn bench_predict(run: &Path, cfg: &str, images: Option<&Path>, n: usize, as_json: bool) -> Result<()> {
+    let (_store, plans) = run_store(run, cfg)?;
+    let c = plans.configuration(cfg)?;
+    let run_json: serde_json::Value = crate::kinds::read_json(&run.join("run.json"))?;
+    let plan_view = run_json["units"]
+        .as_array()
+        .and_then(|u| u.iter().find(|u| u["kind"] == "plan"))
+        .and_then(|u| u["view"].as_str())
+        .ok_or_else(|| anyhow!("run {} has no plan stage", run.display()))?;
+    let plan_dir = run.join(plan_view);
+    let dj: serde_json::Value = crate::kinds::read_json(&plan_dir.join("dataset.json"))?;
+    let labels = crate::kinds::plan::read_labels(&plan_dir)?;
+    let spec = nnunet_infer::predictor::LabelSpec::from_labels(&labels);
+    let in_ch = c.normalization_schemes.len();
+    let ending = dj["file_ending"].as_str().unwrap_or(".nii.gz").to_string();
+    let mut cases = match images {
+        Some(dir) => discover_cases(dir, &ending, in_ch)?,
+        None => {
+            let ds_path = run_json["dataset"].as_str().ok_or_else(|| anyhow!("run.json names no dataset"))?;
+            let pipeline = run_json["pipeline"].as_str().map(PathBuf::from).unwrap_or_default();
+            let base = pipeline.parent().map(Path::to_path_buf).unwrap_or_default();
+            let ds = nnunet_io::dataset::open_dataset(&base.join(ds_path))?;
+            if ds.test_cases.is_empty() { ds.cases.clone() } else { ds.test_cases.clone() }
+        }
+    };
+    cases.truncate(n.max(1));
+    let device = crate::device::parse_device("auto")?;
+    tch::set_num_threads(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as i32);
+    let vs = tch::nn::VarStore::new(device);
+    let opts = nnunet_net::unet::NetOptions { deep_supervision: false, ..Default::default() };
+    let net = nnunet_net::unet::build_network_seeded(&vs.root(), &c.architecture, in_ch as i64, spec.num_outputs() as i64, &opts, 0)
+        .map_err(|e| anyhow!("{e}"))?;
+    struct Held(tch::nn::VarStore, nnunet_net::unet::UNet);
+    impl nnunet_infer::SegNetwork for Held {
+        fn forward(&self, x: &tch::Tensor) -> tch::Tensor {
+            let _ = &self.0;
+            tch::nn::ModuleT::forward_t(&self.1, x, false)
+        }
+    }
+    let mut sw = nnunet_infer::sliding_window::SlidingWindowOptions::default();
+    sw.device = device;
+    let nd = c.patch_size.len();
+    let predictor = Predictor::new(vec![Box::new(Held(vs, net))], c.patch_size.clone(), in_ch, spec.num_outputs(), (0..nd).collect(), sw)?;
+    crate::alloc::keep_large_allocations();
+    let tmp = tempfile::tempdir()?;
+    let b = nnunet_infer::bench::bench_predict(&predictor, &cases, &plans, &c, &spec, tmp.path(), &|_, _| {})?;
+    let r = json!({"configuration": cfg, "cases": b.cases, "seconds_per_case_no_mirroring": b.seconds_per_case_no_mirroring,
+        "seconds_per_case_mirroring": b.seconds_per_case_mirroring, "device": crate::device::device_name(device)});
+    if as_json {
+        return print_json(&r);
+    }
+    println!(
+        "predict {cfg}: {} case(s): {:.3} s/case without mirroring, {:.3} s/case with",
+        b.cases, b.seconds_per_case_no_mirroring, b.seconds_per_case_mirroring
     );
     Ok(())
 }

@@ -177,6 +177,7 @@ impl StageKind for TrainFold {
         attempts.push(json!({"start_epoch": start_epoch, "started": crate::cache::now_rfc3339(), "device": crate::device::device_name(device)}));
         write_json(&attempts_path, &attempts)?;
 
+        crate::alloc::keep_large_allocations();
         let total = opts.epochs as u64;
         let log_path = ctx.out.join("log.parquet");
         let mut on_epoch = |records: &[nnunet_net::trainer::EpochRecord]| -> Result<bool> {

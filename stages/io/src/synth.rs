@@ -355,14 +355,14 @@ fn place_organs(o: &SynthOptions, body: &Blob, head_like: bool, rng: &mut Rng) -
         let noise = SmoothNoise::new(rng, [3, 3, 3]);
         if k % 2 == 0 {
             let parent = &blobs[k - 2];
-            let radii = parent.radii.map(|r| r * rng.uniform(0.28, 0.4));
+            let radii = parent.radii.map(|r| r * rng.uniform(0.35, 0.5));
             let center: [f64; 3] = std::array::from_fn(|a| parent.center[a] + parent.radii[a] * rng.uniform(-0.3, 0.3));
             blobs.push(Blob { center, radii, amp: 0.15, noise });
         } else {
             let radii = [
                 z_extent * rng.uniform(0.35, 0.55),
-                in_plane[0] * rng.uniform(0.22, 0.3),
-                in_plane[1] * rng.uniform(0.22, 0.3),
+                in_plane[0] * rng.uniform(0.3, 0.4),
+                in_plane[1] * rng.uniform(0.3, 0.4),
             ];
             let dist = rng.uniform(0.25, 0.4);
             let center = [

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Every benchmark of the project beside the peer (nnU-Net v2 from PyPI, ../shared/peer) on the same
+# machine and data (MSD Hippocampus), one row per figure, written to bench/RESULTS.md.
+#
+#   make bench                    # everything except the equal-budget training (~10 min)
+#   BENCH_TRAIN=1 make bench      # also train both at the CPU budget and compare CV Dice (~1 h)
+#
+# Each row is measured in this run, ours and theirs back to back. Timings are wall clock on an
+# otherwise idle machine; RSS is the peak resident set of the whole process tree (GNU time).
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+bin="${CARGO_TARGET_DIR:-$HOME/.cache/nnunet-rs/target}/release/pipeline"
+data="$(cd "$here/../shared/data" 2>/dev/null && pwd)/Task04_Hippocampus"
+peer_dir="$here/../shared/peer"
+peer_work="${PEER_WORK:-$HOME/.cache/nnunet-peer}"
+out="$here/bench/out"
+threads=$(nproc)
+[ -f "$data/dataset.json" ] || { echo "bench: $data is absent; the benchmarks need the shared Hippocampus data" >&2; exit 2; }
+[ -x "$bin" ] || { echo "bench: build first (make build)" >&2; exit 2; }
+command -v /usr/bin/time >/dev/null || { echo "bench: GNU time (/usr/bin/time) is needed: apt-get install time" >&2; exit 2; }
+mkdir -p "$out"
+rows="$out/rows.tsv"; : > "$rows"
+row() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$rows"; echo "  $1: ours $2 | nnU-Net $3 | $4"; }
+ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.1f}x' if b>0 else 'n/a')" "$1" "$2"; }
+timed() { # timed LOGFILE CMD... -> prints "wall_s max_rss_kb"
+  local log=$1; shift
+  /usr/bin/time -f "TIMED %e %M" -o "$log.time" "$@" > "$log" 2>&1 || { echo "bench: failed: $* (see $log)" >&2; tail -20 "$log" >&2; exit 1; }
+  awk '/^TIMED/ {print $2, $3}' "$log.time"
+}
+
+echo "bench: peer setup"
+bash "$peer_dir/setup.sh" "$peer_work" > "$out/peer-setup.log" 2>&1
+# shellcheck disable=SC1091
+source "$peer_work/env.sh"
+pre="$nnUNet_preprocessed/Dataset004_Hippocampus"
+
+# --- preprocessing (fingerprint, plan, normalize, resample of 2d + 3d_fullres), cold cache ---
+cat > "$out/hippocampus.yaml" <<YAML
+name: bench
+dataset: $data
+cache: $out/cache
+outputs: $out/runs
+device: cpu
+params:
+  configurations: [2d, 3d_fullres]
+stages:
+  fingerprint: {uses: fingerprint}
+  plan: {uses: plan, needs: [fingerprint]}
+  normalize: {uses: normalize, needs: [plan]}
+  resample: {uses: resample, needs: [normalize]}
+YAML
+echo "bench: preprocessing (ours, cold cache)"
+rm -rf "$out/cache" "$out/runs"
+read -r our_pre_s our_pre_kb < <(timed "$out/ours-preprocess.log" "$bin" run -f "$out/hippocampus.yaml" -j "$threads")
+echo "bench: preprocessing (nnU-Net, plan_and_preprocess -np $threads)"
+rm -rf "$pre"
+read -r peer_pre_s peer_pre_kb < <(timed "$out/peer-preprocess.log" nnUNetv2_plan_and_preprocess -d 4 -np "$threads" -npfp "$threads")
+row "preprocess Hippocampus (260 cases), wall s" "$our_pre_s" "$peer_pre_s" "$(ratio "$peer_pre_s" "$our_pre_s") faster"
+row "preprocess peak RSS, MB" "$((our_pre_kb / 1024))" "$((peer_pre_kb / 1024))" "$(ratio "$peer_pre_kb" "$our_pre_kb") less"
+mkdir -p "$out/ours-pre"
+for c in 2d 3d_fullres; do ln -sfn "$out/runs/bench/resample/configuration=$c/nnUNetPlans_$c.zarr" "$out/ours-pre/nnUNetPlans_$c"; done
+python3 scripts/compare_preprocessed.py "$out/ours-pre" "$pre" > "$out/parity.log" 2>&1 && parity="PASS" || parity="FAIL (see bench/out/parity.log)"
+row "preprocessed arrays vs nnU-Net (data 1e-3, labels 99.9%)" "$parity" "reference" ""
+
+# --- cached rerun: nothing to do ---
+echo "bench: cached rerun overhead"
+ov=$("$bin" bench overhead -f "$out/hippocampus.yaml" --repeat 5 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["median_s"])')
+row "rerun with nothing changed, wall s (nnU-Net reruns preprocessing)" "$ov" "$peer_pre_s" "$(ratio "$peer_pre_s" "$ov") faster"
+
+# --- augmentation, one thread ---
+for cfg in 3d_fullres 2d; do
+  echo "bench: augmentation $cfg"
+  ours=$(RAYON_NUM_THREADS=1 "$bin" bench augment "$out/runs/bench" --configuration "$cfg" --batches 10 --json | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["seconds_per_batch"],4))')
+  theirs=$(nnUNet_n_proc_DA=0 THREADS=1 python3 "$peer_dir/nnunet_da.py" "$pre" "$cfg" 10 2>/dev/null | sed -n 's/.*da_s_per_batch=\([0-9.]*\).*/\1/p' | tail -1)
+  row "augmentation $cfg, 1 thread, s per planned batch" "$ours" "$theirs" "$(ratio "$theirs" "$ours") faster"
+done
+
+# --- training step, 3d_fullres batch 2 ---
+echo "bench: train step"
+ours=$("$bin" bench step "$out/runs/bench" --configuration 3d_fullres --batch-size 2 --steps 5 --json | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["seconds_per_step"],3))')
+theirs=$(THREADS=$threads python3 "$peer_dir/nnunet_step.py" "$pre" 5 2>/dev/null | sed -n 's/.*train_step_s=\([0-9.]*\).*/\1/p')
+row "3d_fullres train step, batch 2 (nnU-Net's own batch from its loader), s" "$ours" "$theirs" "$(ratio "$theirs" "$ours") faster"
+
+# --- prediction, random weights, 5 raw cases ---
+echo "bench: predict"
+read -r _ our_pred_kb < <(timed "$out/ours-predict.log" "$bin" bench predict "$out/runs/bench" --configuration 3d_fullres --cases 5 --json)
+ours_no=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(round(d["seconds_per_case_no_mirroring"],3))' "$out/ours-predict.log")
+ours_tta=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(round(d["seconds_per_case_mirroring"],3))' "$out/ours-predict.log")
+read -r _ peer_pred_kb < <(THREADS=$threads timed "$out/peer-predict.log" python3 "$peer_dir/nnunet_predict.py" "$pre" 3d_fullres "$nnUNet_raw/Dataset004_Hippocampus/imagesTs" 5)
+peer_no=$(sed -n 's/.*tta=False.*s_per_case=\([0-9.]*\).*/\1/p' "$out/peer-predict.log")
+peer_tta=$(sed -n 's/.*tta=True.*s_per_case=\([0-9.]*\).*/\1/p' "$out/peer-predict.log")
+row "predict 3d_fullres per case, no mirroring, s" "$ours_no" "$peer_no" "$(ratio "$peer_no" "$ours_no") faster"
+row "predict 3d_fullres per case, 8 mirrors, s" "$ours_tta" "$peer_tta" "$(ratio "$peer_tta" "$ours_tta") faster"
+row "predict peak RSS, MB" "$((our_pred_kb / 1024))" "$((peer_pred_kb / 1024))" "$(ratio "$peer_pred_kb" "$our_pred_kb") less"
+
+# --- equal-budget training, 2d fold 0 (CPUBudget: 20 x 50 iterations, batch 32) ---
+if [ "${BENCH_TRAIN:-0}" = 1 ]; then
+  echo "bench: equal-budget training (ours)"
+  read -r our_tr_s our_tr_kb < <(timed "$out/ours-train.log" "$bin" run -f examples/hippocampus-cpu.yaml -j "$threads")
+  ours=$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["foreground_mean"]["Dice"],4))' runs/hippocampus-cpu/train/configuration=2d/fold=0/validation/summary.json)
+  echo "bench: equal-budget training (nnU-Net)"
+  rm -rf "$nnUNet_results/Dataset004_Hippocampus/nnUNetTrainer_CPUBudget__nnUNetPlans__2d"
+  read -r peer_tr_s peer_tr_kb < <(timed "$out/peer-train.log" nnUNetv2_train 4 2d 0 -tr nnUNetTrainer_CPUBudget -device cpu)
+  theirs=$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["foreground_mean"]["Dice"],4))' "$nnUNet_results/Dataset004_Hippocampus/nnUNetTrainer_CPUBudget__nnUNetPlans__2d/fold_0/validation/summary.json")
+  row "CV Dice 2d fold 0 at equal budget (20x50 it, batch 32)" "$ours" "$theirs" "difference $(python3 -c "print(f'{$ours-$theirs:+.4f}')")"
+  row "equal-budget training incl. preprocessing, wall s" "$our_tr_s" "$peer_tr_s" "$(ratio "$peer_tr_s" "$our_tr_s") faster"
+  row "equal-budget training peak RSS, MB" "$((our_tr_kb / 1024))" "$((peer_tr_kb / 1024))" "$(ratio "$peer_tr_kb" "$our_tr_kb") less"
+fi
+
+python3 - "$rows" "$here/bench/RESULTS.md" "$threads" <<'PY'
+import sys, platform, subprocess, datetime
+rows, dst, threads = sys.argv[1], sys.argv[2], sys.argv[3]
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
+mem = next((int(l.split()[1]) // 1024 // 1024 for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
+torch = subprocess.run(["python3", "-c", "import torch;print(torch.__version__)"], capture_output=True, text=True).stdout.strip()
+lines = ["# Benchmarks: this project vs nnU-Net v2", "",
+         f"Produced by `make bench` (bench/run.sh) on {datetime.date.today()}: {cpu}, {threads} cores, {mem} GiB RAM, "
+         f"no GPU; data: MSD Task04_Hippocampus (260 training cases); peer: nnunetv2 2.8.1 (torch {torch} in its venv). "
+         "Every row was measured in the same run, ours and the peer's back to back.", "",
+         "| what | ours | nnU-Net v2 | ratio |", "|---|---|---|---|"]
+for l in open(rows):
+    a = l.rstrip("\n").split("\t")
+    lines.append("| " + " | ".join(a) + " |")
+open(dst, "w").write("\n".join(lines) + "\n")
+print(f"bench: wrote {dst}")
+PY
