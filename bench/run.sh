@@ -103,6 +103,19 @@ if [ "${BENCH_TRAIN:-0}" = 1 ]; then
   rm -rf "$nnUNet_results/Dataset004_Hippocampus/nnUNetTrainer_CPUBudget__nnUNetPlans__2d"
   read -r peer_tr_s peer_tr_kb < <(timed "$out/peer-train.log" nnUNetv2_train 4 2d 0 -tr nnUNetTrainer_CPUBudget -device cpu)
   theirs=$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["foreground_mean"]["Dice"],4))' "$nnUNet_results/Dataset004_Hippocampus/nnUNetTrainer_CPUBudget__nnUNetPlans__2d/fold_0/validation/summary.json")
+  tr=runs/hippocampus-cpu/train/configuration=2d/fold=0
+  read -r our_pd our_wait < <(python3 - "$tr/log.json" <<'PYX'
+import json, sys
+l = json.load(open(sys.argv[1]))
+pd = "/".join("%.3f" % d for _, d in l[-1]["pseudo_dice"])
+wait = 100 * sum(x["data_wait_seconds"] for x in l) / sum(x["epoch_seconds"] for x in l)
+print(pd, "%.2f%%" % wait)
+PYX
+)
+  peer_log=$(ls -t "$nnUNet_results/Dataset004_Hippocampus/nnUNetTrainer_CPUBudget__nnUNetPlans__2d/fold_0"/training_log_*.txt | head -1)
+  peer_pd=$(grep "Pseudo dice" "$peer_log" | tail -1 | sed 's/.*Pseudo dice \[\(.*\)\]/\1/' | python3 -c 'import sys,re; print("/".join(f"{float(x):.3f}" for x in re.findall(r"\d+\.\d+", sys.stdin.read())))')
+  row "pseudo-Dice anterior / posterior, last epoch, equal budget" "$our_pd" "$peer_pd" ""
+  row "trainer time waiting for batches (default workers)" "$our_wait" "" "target < 5%"
   row "CV Dice 2d fold 0 at equal budget (20x50 it, batch 32)" "$ours" "$theirs" "difference $(python3 -c "print(f'{$ours-$theirs:+.4f}')")"
   row "equal-budget training incl. preprocessing, wall s" "$our_tr_s" "$peer_tr_s" "$(ratio "$peer_tr_s" "$our_tr_s") faster"
   row "equal-budget training peak RSS, MB" "$((our_tr_kb / 1024))" "$((peer_tr_kb / 1024))" "$(ratio "$peer_tr_kb" "$our_tr_kb") less"
