@@ -240,3 +240,62 @@ fn dag_status_show_and_gc() {
     assert_eq!(v["removed"].as_array().unwrap().len(), 1, "{v}");
     assert_eq!(artifacts(&p.path().join("cache")).len(), n_before - 1);
 }
+
+#[test]
+fn killed_training_resumes_from_its_latest_checkpoint() {
+    let pipeline = PIPELINE
+        .replace("      epochs: 1\n", "      epochs: 12\n")
+        .replace("      iterations_per_epoch: 2\n", "      iterations_per_epoch: 3\n      save_every: 1\n");
+    let p = Project::new(4, &pipeline);
+    let mut child = Command::new(common::bin())
+        .args(["run", "-j", "2"])
+        .current_dir(p.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for a resumable checkpoint of epoch >= 2 in the training work folder, then kill -9.
+    let t0 = Instant::now();
+    let mut killed_at = None;
+    while t0.elapsed() < Duration::from_secs(120) {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        let work = p.path().join("cache/work");
+        for w in std::fs::read_dir(&work).into_iter().flatten().flatten() {
+            let meta = w.path().join("out/checkpoint_latest/meta.json");
+            if let Ok(bytes) = std::fs::read(&meta) {
+                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+                    if v["epoch"].as_u64().is_some_and(|e| e >= 2) {
+                        killed_at = v["epoch"].as_u64();
+                    }
+                }
+            }
+        }
+        if killed_at.is_some() {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.wait();
+    let killed_at = killed_at.expect("training finished before a checkpoint could be seen");
+    let r = p.run(&[]);
+    assert_eq!(r[0]["failed"], 0);
+    let attempts: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(p.path().join("runs/t/train/configuration=3d_fullres/fold=0/attempts.json")).unwrap(),
+    )
+    .unwrap();
+    let a = attempts.as_array().unwrap();
+    assert_eq!(a.len(), 2, "{attempts}");
+    assert_eq!(a[0]["start_epoch"], 0);
+    let resumed = a[1]["start_epoch"].as_u64().unwrap();
+    assert!(resumed >= killed_at, "resumed at epoch {resumed}, a checkpoint of epoch {killed_at} existed");
+    // The log covers every epoch once.
+    let log: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(p.path().join("runs/t/train/configuration=3d_fullres/fold=0/log.json")).unwrap(),
+    )
+    .unwrap();
+    let epochs: Vec<u64> = log.as_array().unwrap().iter().map(|r| r["epoch"].as_u64().unwrap()).collect();
+    assert_eq!(epochs, (0..12).collect::<Vec<u64>>());
+}

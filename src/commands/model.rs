@@ -259,7 +259,11 @@ pub fn bench_predict(run: &Path, cfg: &str, images: Option<&Path>, n: usize, as_
             let pipeline = run_json["pipeline"].as_str().map(PathBuf::from).unwrap_or_default();
             let base = pipeline.parent().map(Path::to_path_buf).unwrap_or_default();
             let ds = nnunet_io::dataset::open_dataset(&base.join(ds_path))?;
-            if ds.test_cases.is_empty() { ds.cases.clone() } else { ds.test_cases.clone() }
+            if ds.test_cases.is_empty() {
+                ds.cases.clone()
+            } else {
+                ds.test_cases.clone()
+            }
         }
     };
     cases.truncate(n.max(1));
@@ -267,8 +271,15 @@ pub fn bench_predict(run: &Path, cfg: &str, images: Option<&Path>, n: usize, as_
     tch::set_num_threads(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as i32);
     let vs = tch::nn::VarStore::new(device);
     let opts = nnunet_net::unet::NetOptions { deep_supervision: false, ..Default::default() };
-    let net = nnunet_net::unet::build_network_seeded(&vs.root(), &c.architecture, in_ch as i64, spec.num_outputs() as i64, &opts, 0)
-        .map_err(|e| anyhow!("{e}"))?;
+    let net = nnunet_net::unet::build_network_seeded(
+        &vs.root(),
+        &c.architecture,
+        in_ch as i64,
+        spec.num_outputs() as i64,
+        &opts,
+        0,
+    )
+    .map_err(|e| anyhow!("{e}"))?;
     struct Held(tch::nn::VarStore, nnunet_net::unet::UNet);
     impl nnunet_infer::SegNetwork for Held {
         fn forward(&self, x: &tch::Tensor) -> tch::Tensor {
@@ -279,7 +290,14 @@ pub fn bench_predict(run: &Path, cfg: &str, images: Option<&Path>, n: usize, as_
     let mut sw = nnunet_infer::sliding_window::SlidingWindowOptions::default();
     sw.device = device;
     let nd = c.patch_size.len();
-    let predictor = Predictor::new(vec![Box::new(Held(vs, net))], c.patch_size.clone(), in_ch, spec.num_outputs(), (0..nd).collect(), sw)?;
+    let predictor = Predictor::new(
+        vec![Box::new(Held(vs, net))],
+        c.patch_size.clone(),
+        in_ch,
+        spec.num_outputs(),
+        (0..nd).collect(),
+        sw,
+    )?;
     crate::alloc::keep_large_allocations();
     let tmp = tempfile::tempdir()?;
     let b = nnunet_infer::bench::bench_predict(&predictor, &cases, &plans, &c, &spec, tmp.path(), &|_, _| {})?;
