@@ -98,7 +98,7 @@ fn evaluation_classes(a: &EvaluateArgs) -> Result<(Vec<LabelOrRegion>, Option<i3
             ending = fe.to_string();
         }
         ignore = ignore.or(labels.ignore);
-        return Ok((crate::kinds::eval_classes(&labels), ignore, ending));
+        return Ok((nnunet_eval::classes::from_labels(&labels), ignore, ending));
     }
     // Every label value present in the references.
     let mut found = std::collections::BTreeSet::new();

@@ -64,14 +64,6 @@ pub(crate) fn write_json<T: Serialize + ?Sized>(path: &Path, v: &T) -> Result<()
     std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// What nnU-Net evaluates for a dataset's labels (labels, or regions when any entry is one).
-pub fn eval_classes(labels: &nnunet_io::labels::Labels) -> Vec<nnunet_eval::classes::LabelOrRegion> {
-    let entries: Vec<Vec<i32>> = labels.entries.iter().map(|(_, d)| d.values()).collect();
-    let is_list: Vec<bool> =
-        labels.entries.iter().map(|(_, d)| matches!(d, nnunet_io::labels::LabelDef::Region(_))).collect();
-    nnunet_eval::classes::classes_from_label_entries(&entries, &is_list)
-}
-
 /// Writes a label map with the geometry of `header` (u8 when every value fits, else i16).
 pub(crate) fn write_segmentation(
     path: &Path,

@@ -37,7 +37,7 @@ impl StageKind for Postprocess {
     }
     fn run(&self, ctx: &RunCtx) -> Result<()> {
         let labels = super::plan::read_labels(ctx.input("plan")?)?;
-        let classes = super::eval_classes(&labels);
+        let classes = nnunet_eval::classes::from_labels(&labels);
         let cv = ctx.input("ensemble-select")?.join("cv_predictions");
         let mut pairs = Vec::new();
         let mut headers = Vec::new();
@@ -108,7 +108,7 @@ impl StageKind for Evaluate {
     }
     fn run(&self, ctx: &RunCtx) -> Result<()> {
         let labels = super::plan::read_labels(ctx.input("plan")?)?;
-        let classes = super::eval_classes(&labels);
+        let classes = nnunet_eval::classes::from_labels(&labels);
         let ref_dir = super::predict::dataset_subdir(ctx.dataset, &ctx.param_str("labels")?, "labels")?;
         if !ref_dir.is_dir() {
             return Err(anyhow!("evaluate: reference folder {} does not exist", ref_dir.display()));

@@ -57,7 +57,7 @@ impl StageKind for EnsembleSelect {
     }
     fn run(&self, ctx: &RunCtx) -> Result<()> {
         let labels = super::plan::read_labels(ctx.input("plan")?)?;
-        let classes = super::eval_classes(&labels);
+        let classes = nnunet_eval::classes::from_labels(&labels);
         // configuration -> fold -> validation dir
         let mut by_cfg: BTreeMap<String, BTreeMap<String, PathBuf>> = BTreeMap::new();
         for i in ctx.inputs_of("train-fold") {

@@ -323,7 +323,7 @@ fn validate(
     sw.device = device;
     let predictor = Predictor::from_checkpoints(&[ctx.out.join("checkpoint_final")], cfg, sw, &super::network_loader)?;
     let spec = LabelSpec::from_labels(labels);
-    let classes = super::eval_classes(labels);
+    let classes = nnunet_eval::classes::from_labels(labels);
     let tta = ctx.param_bool("validation_tta")?;
     let mut results = Vec::new();
     let t0 = Instant::now();
