@@ -1,10 +1,10 @@
-//! Link the CUDA part of libtorch explicitly and embed an rpath to the torch wheel's lib/.
+//! Embed an rpath to the torch wheel's lib/, so the binary finds libtorch without LD_LIBRARY_PATH.
 //!
-//! The PyPI torch wheel is a CUDA build, but `--as-needed` drops `libtorch_cuda.so` from the
-//! binary's NEEDED list because no symbol is referenced directly; `tch::Cuda::is_available()`
-//! would then be false on a GPU machine. `rustc-link-arg` only applies to the package that emits
-//! it, so this lives in the binary crate (see ARCHITECTURE.md, "Link").
-use std::path::Path;
+//! libtorch's CUDA part (`libtorch_cuda.so`) is deliberately *not* linked: `src/device.rs`
+//! `dlopen`s it when a unit may use a GPU (linking it made every process load cuDNN, cuBLAS,
+//! NCCL...: ~450 MB resident and ~0.3 s before `main`). The rpath lets that `dlopen` find it.
+//! `rustc-link-arg` only applies to the package that emits it, so this lives in the binary crate
+//! (see ARCHITECTURE.md, "Link").
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
@@ -12,10 +12,4 @@ fn main() {
         return;
     };
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
-    if Path::new(&lib).join("libtorch_cuda.so").exists() {
-        println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
-        println!("cargo:rustc-link-arg=-ltorch_cuda");
-        println!("cargo:rustc-link-arg=-ltorch");
-        println!("cargo:rustc-link-arg=-Wl,--as-needed");
-    }
 }

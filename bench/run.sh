@@ -79,7 +79,7 @@ for cfg in 3d_fullres 2d; do
   echo "bench: augmentation $cfg"
   ours=$(RAYON_NUM_THREADS=1 "$bin" bench augment "$out/runs/bench" --configuration "$cfg" --batches 10 --json | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["seconds_per_batch"],4))')
   theirs=$(nnUNet_n_proc_DA=0 THREADS=1 python3 "$peer_dir/nnunet_da.py" "$pre" "$cfg" 10 2>/dev/null | sed -n 's/.*da_s_per_batch=\([0-9.]*\).*/\1/p' | tail -1)
-  row "augmentation $cfg, 1 thread, s per planned batch" "$ours" "$theirs" "$(ratio "$theirs" "$ours") faster"
+  row "augmentation $cfg, 1 thread, s per planned batch (ours: cases decoded in RAM as in training)" "$ours" "$theirs" "$(ratio "$theirs" "$ours") faster"
 done
 
 # --- training step, 3d_fullres batch 2 ---
@@ -93,7 +93,7 @@ echo "bench: predict"
 read -r _ our_pred_kb < <(timed "$out/ours-predict.log" "$bin" bench predict "$out/runs/bench" --configuration 3d_fullres --cases 5 --json)
 ours_no=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(round(d["seconds_per_case_no_mirroring"],3))' "$out/ours-predict.log")
 ours_tta=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(round(d["seconds_per_case_mirroring"],3))' "$out/ours-predict.log")
-read -r _ peer_pred_kb < <(THREADS=$threads timed "$out/peer-predict.log" python3 "$peer_dir/nnunet_predict.py" "$pre" 3d_fullres "$nnUNet_raw/Dataset004_Hippocampus/imagesTs" 5)
+read -r _ peer_pred_kb < <(THREADS=$threads timed "$out/peer-predict.log" python3 "$peer_dir/nnunet_predict.py" "$pre" 3d_fullres "$nnUNet_raw/Dataset004_Hippocampus/imagesTr" 5)
 peer_no=$(sed -n 's/.*tta=False.*s_per_case=\([0-9.]*\).*/\1/p' "$out/peer-predict.log")
 peer_tta=$(sed -n 's/.*tta=True.*s_per_case=\([0-9.]*\).*/\1/p' "$out/peer-predict.log")
 row "predict 3d_fullres per case, no mirroring, s" "$ours_no" "$peer_no" "$(ratio "$peer_no" "$ours_no") faster"

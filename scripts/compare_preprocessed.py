@@ -5,8 +5,9 @@ Usage (with the peer venv, which has numpy, blosc2 and imagecodecs):
     source ~/.cache/nnunet-peer/env.sh
     python scripts/compare_preprocessed.py OUR_DIR PEER_PRE_DIR [--configs 2d,3d_fullres]
 
-OUR_DIR is what `cargo run -p nnunet-prep --example preprocess_dataset RAW OUR_DIR` writes
-(OUR_DIR/<data_identifier>/<case>/{data,seg,class_locations}, Zarr v3, zstd chunks);
+OUR_DIR holds one folder per data identifier, e.g. links to a run's
+resample/configuration=C/<data_identifier>.zarr stores (<case>/{data,seg,class_locations}, Zarr v3,
+zstd chunks; bench/run.sh and scripts/parity-synth.sh set these links up);
 PEER_PRE_DIR is nnU-Net's nnUNet_preprocessed/DatasetXXX folder (<data_identifier>/<case>.b2nd,
 <case>_seg.b2nd, <case>.pkl).
 
@@ -42,7 +43,7 @@ DTYPES = {"float32": "<f4", "int8": "i1", "int16": "<i2", "int32": "<i4", "uint8
 
 
 def read_zarr_array(path):
-    """Reads a Zarr v3 array with a regular grid, default '/' keys and bytes(little)+zstd codecs."""
+    """Reads a Zarr v3 array with a regular grid, default chunk keys ('/' or '.') and bytes(little)+zstd codecs."""
     with open(os.path.join(path, "zarr.json")) as f:
         meta = json.load(f)
     shape = meta["shape"]
@@ -51,9 +52,13 @@ def read_zarr_array(path):
     codecs = [c["name"] for c in meta["codecs"]]
     fill = meta.get("fill_value", 0)
     out = np.full(shape, fill if not isinstance(fill, str) else np.nan, dtype=dtype)
+    sep = meta["chunk_key_encoding"].get("configuration", {}).get("separator", "/")
     grid = [-(-s // c) for s, c in zip(shape, chunks)]
     for idx in itertools.product(*[range(g) for g in grid]):
-        p = os.path.join(path, "c", *[str(i) for i in idx])
+        if sep == "/":
+            p = os.path.join(path, "c", *[str(i) for i in idx])
+        else:
+            p = os.path.join(path, sep.join(["c"] + [str(i) for i in idx]))
         if not os.path.isfile(p):
             continue
         with open(p, "rb") as f:

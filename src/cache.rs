@@ -11,9 +11,13 @@
 //!   refs/RUN/UNIT.json           last key of each unit of each run (for status --why, gc)
 //! ```
 //!
-//! An artifact is complete iff its directory exists under `artifacts/`: it is built in `tmp/`
-//! (or `work/`), fsynced, and published with one rename, so a kill at any moment leaves either
-//! nothing or a whole artifact.
+//! An artifact is complete iff its directory exists under `artifacts/` and every file its
+//! manifest lists is there with the recorded size: it is built in `tmp/` (or `work/`) and
+//! published with one rename, so a kill at any moment leaves either nothing or a whole artifact.
+//! Durability against power loss is batched: a run makes the cache durable with one `syncfs`
+//! before it writes `run.json` (per-artifact fsyncs cost more than preprocessing a small case);
+//! an artifact whose files did not reach the disk before a crash fails the size check and is
+//! rebuilt.
 
 use anyhow::{anyhow, bail, Context, Result};
 use rayon::prelude::*;
@@ -22,7 +26,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
-use crate::fsutil::{fsync_dir, fsync_tree, unique_suffix, walk, write_atomic};
+use crate::fsutil::{sync_tree, unique_suffix, walk, write_replace};
 use crate::key::KeyComponents;
 use crate::statcache::hash_file;
 
@@ -112,12 +116,27 @@ impl Cache {
         let p = self.artifact_dir(kind, key).join("manifest.json");
         let bytes = fs::read(&p).ok()?;
         match serde_json::from_slice::<Manifest>(&bytes) {
-            Ok(m) if m.key == key => Some(m),
+            Ok(m) if m.key == key => {
+                // Files lost or truncated by a crash before the run's sync: not complete.
+                let out = self.artifact_dir(kind, key).join("out");
+                let torn =
+                    m.files.iter().find(|(rel, e)| fs::metadata(out.join(rel)).map(|md| md.len()).ok() != Some(e.size));
+                if let Some((rel, _)) = torn {
+                    tracing::warn!("ignoring artifact {}: {rel} is missing or has the wrong size", out.display());
+                    return None;
+                }
+                Some(m)
+            }
             _ => {
                 tracing::warn!("ignoring unreadable manifest {}", p.display());
                 None
             }
         }
+    }
+
+    /// Makes everything committed so far durable (one `syncfs` of the cache's filesystem).
+    pub fn sync(&self) -> Result<()> {
+        sync_tree(&self.root)
     }
 
     /// Takes the run lock, waiting (with a message) while another process holds it.
@@ -200,8 +219,9 @@ impl Cache {
             duration_s,
             tool: ToolVersions::current(),
         };
-        write_atomic(&st.dir.join("manifest.json"), &serde_json::to_vec_pretty(&m)?)?;
-        fsync_tree(&st.dir)?;
+        // Unpublished staging: a plain write; durability comes with the run's `sync`.
+        let mp = st.dir.join("manifest.json");
+        fs::write(&mp, serde_json::to_vec_pretty(&m)?).with_context(|| format!("cannot write {}", mp.display()))?;
         let dst = self.artifact_dir(&st.kind, &st.key);
         let parent = dst.parent().expect("artifact parent");
         fs::create_dir_all(parent)?;
@@ -218,7 +238,6 @@ impl Cache {
         } else {
             fs::rename(&st.dir, &dst).with_context(|| format!("cannot publish {}", dst.display()))?;
         }
-        fsync_dir(parent)?;
         Ok(m)
     }
 
@@ -242,7 +261,7 @@ impl Cache {
                 return Ok(());
             }
         }
-        write_atomic(&p, &serde_json::to_vec(&v)?)
+        write_replace(&p, &serde_json::to_vec(&v)?)
     }
 
     pub fn read_ref(&self, run: &str, unit: &str) -> Option<(String, KeyComponents)> {

@@ -60,9 +60,18 @@ pub enum Command {
     Bench(BenchArgs),
     /// Cancel the cluster jobs a run submitted.
     Cancel(CancelArgs),
+    /// Which device `auto` picks, and whether libtorch's CUDA backend loads and sees GPUs.
+    Device(DeviceArgs),
     /// (internal) Build one unit; used by cluster jobs.
     #[command(hide = true)]
     ExecUnit(ExecUnitArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DeviceArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

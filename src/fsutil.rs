@@ -37,8 +37,38 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     fsync_dir(dir)
 }
 
+/// Makes everything written under `root` durable with one `syncfs(2)` of its filesystem: one
+/// call instead of an fsync per file and directory (a preprocessed case is ~30 of them).
+#[cfg(target_os = "linux")]
+pub fn sync_tree(root: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let f = File::open(root).with_context(|| format!("cannot open {} to sync it", root.display()))?;
+    // SAFETY: `f` is an open descriptor for the duration of the call.
+    if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("cannot sync {}", root.display()));
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn sync_tree(root: &Path) -> Result<()> {
+    fsync_tree(root)
+}
+
+/// Replaces `path` atomically (temporary file + rename) without fsync: safe against a kill;
+/// durable once the cache is synced (`Cache::sync`).
+pub fn write_replace(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let tmp =
+        dir.join(format!(".{}.tmp-{}", path.file_name().and_then(|s| s.to_str()).unwrap_or("file"), unique_suffix()));
+    fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
+}
+
 /// fsyncs every file and directory under `root` (bottom-up), so a following rename publishes
 /// durable content.
+#[cfg_attr(target_os = "linux", allow(dead_code))]
 pub fn fsync_tree(root: &Path) -> Result<()> {
     for entry in walk(root)? {
         let md = fs::symlink_metadata(&entry)?;

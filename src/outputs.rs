@@ -8,7 +8,7 @@
 //! Per-case units are not linked one by one; their aggregate is. Links are relative, so a
 //! project folder can be moved as a whole.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -35,6 +35,8 @@ pub fn view_path(session: &Session, u: usize) -> PathBuf {
 
 /// Links every complete non-case unit and writes `run.json`.
 pub fn publish(session: &Session, report: &RunReport) -> Result<PathBuf> {
+    // The run's artifacts reach the disk before run.json names them (see cache.rs).
+    session.cache.sync().context("syncing the cache")?;
     let dir = run_dir(session);
     std::fs::create_dir_all(&dir)?;
     let dir = std::fs::canonicalize(&dir)?;

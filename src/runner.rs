@@ -66,6 +66,9 @@ pub struct UnitReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub seconds: f64,
+    /// When the unit started, in seconds since the run started (0 for units not built).
+    #[serde(default)]
+    pub started_s: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -248,7 +251,7 @@ pub fn run_local(session: &Session, opts: &RunOptions) -> Result<RunReport> {
         crate::kinds::preflight(kname, kind, &session.dataset, &cases)?;
     }
 
-    let (tx, rx) = mpsc::channel::<(usize, Result<(Manifest, bool)>, f64)>();
+    let (tx, rx) = mpsc::channel::<(usize, Result<(Manifest, bool)>, f64, f64)>();
     let mut running = 0usize;
     let mut cpus_used = 0usize;
     let mut gpu_busy = false;
@@ -351,6 +354,7 @@ pub fn run_local(session: &Session, opts: &RunOptions) -> Result<RunReport> {
                 };
                 scope.spawn(move || {
                     let t0 = Instant::now();
+                    let started = t0.duration_since(t_start).as_secs_f64();
                     let progress = move |pos: u64, len: u64, msg: &str| {
                         if let Some(b) = &bar {
                             if !label.is_empty() {
@@ -359,7 +363,7 @@ pub fn run_local(session: &Session, opts: &RunOptions) -> Result<RunReport> {
                         }
                     };
                     let r = execute_unit(session, u, &snapshot, force, &progress);
-                    let _ = tx.send((u, r, t0.elapsed().as_secs_f64()));
+                    let _ = tx.send((u, r, t0.elapsed().as_secs_f64(), started));
                 });
             }
             deferred.extend(queue.drain(..));
@@ -370,7 +374,7 @@ pub fn run_local(session: &Session, opts: &RunOptions) -> Result<RunReport> {
                 }
                 break;
             }
-            let (u, r, secs) = rx.recv().map_err(|_| anyhow!("worker channel closed"))?;
+            let (u, r, secs, started) = rx.recv().map_err(|_| anyhow!("worker channel closed"))?;
             running -= 1;
             cpus_used -= res_of[u].0;
             if res_of[u].1 {
@@ -385,14 +389,10 @@ pub fn run_local(session: &Session, opts: &RunOptions) -> Result<RunReport> {
                     let key = m.key.clone();
                     manifests[u] = Some(m);
                     state[u] = State::Done;
-                    reports[u] = Some(report(
-                        session,
-                        u,
-                        if built { Outcome::Built } else { Outcome::Cached },
-                        Some(key),
-                        None,
-                        secs,
-                    ));
+                    let mut rep =
+                        report(session, u, if built { Outcome::Built } else { Outcome::Cached }, Some(key), None, secs);
+                    rep.started_s = started;
+                    reports[u] = Some(rep);
                 }
                 Err(e) => {
                     state[u] = State::Failed;
@@ -446,6 +446,7 @@ fn report(
         key,
         error,
         seconds,
+        started_s: 0.0,
     }
 }
 

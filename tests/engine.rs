@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{artifacts, preprocess_only, stage_of, units_with, Project, PIPELINE};
+use common::{artifacts, pipeline, preprocess_only, stage_of, units_with, Pipe, Project};
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,7 +14,7 @@ fn stages(units: &[String]) -> BTreeSet<String> {
 
 #[test]
 fn second_run_recomputes_nothing_and_param_change_recomputes_only_training() {
-    let p = Project::new(5, PIPELINE);
+    let p = Project::new(5, &pipeline());
     let r1 = p.run(&[]);
     assert_eq!(r1[0]["failed"], 0);
     assert!(r1[0]["built"].as_u64().unwrap() > 10);
@@ -99,7 +99,7 @@ fn adding_a_case_recomputes_only_that_case_and_aggregates() {
 
 #[test]
 fn sweep_shares_preprocessing() {
-    let p = Project::new(4, PIPELINE);
+    let p = Project::new(4, &pipeline());
     let reports = p.run(&["--set", "train.seed=1,2"]);
     assert_eq!(reports.len(), 2);
     let built0 = units_with(&reports[0], "built");
@@ -156,6 +156,8 @@ fn kill_during_run_then_rerun_gives_the_same_artifacts() {
 fn concurrent_runs_do_not_corrupt_the_cache() {
     let pre = preprocess_only();
     let p = Project::new(5, &pre);
+    // Cases big enough that the first run still holds the lock when the second starts.
+    p.synth_with(10, 0, &["--shape", "24,96,96"]);
     let spawn = || {
         Command::new(common::bin())
             .args(["run", "--json", "-j", "1"])
@@ -198,21 +200,21 @@ fn concurrent_runs_do_not_corrupt_the_cache() {
 
 #[test]
 fn unknown_keys_and_bad_values_report_line_and_column() {
-    let p = Project::new(2, &PIPELINE.replace("      epochs: 1", "      epochz: 1"));
+    let p = Project::new(2, &pipeline().replace("      epochs: 1", "      epochz: 1"));
     let out = p.cmd(&["run"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line 28") && err.contains("epochz") && err.contains("did you mean 'epochs'"), "{err}");
-    std::fs::write(p.path().join("pipeline.yaml"), PIPELINE.replace("      batch_size: 2", "      batch_size: -3"))
+    std::fs::write(p.path().join("pipeline.yaml"), pipeline().replace("      batch_size: 2", "      batch_size: -3"))
         .unwrap();
     let out = p.cmd(&["run"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("batch_size") && err.contains("line 31"), "{err}");
-    std::fs::write(p.path().join("pipeline.yaml"), PIPELINE.replace("uses: plan", "uses: plna")).unwrap();
+    std::fs::write(p.path().join("pipeline.yaml"), pipeline().replace("uses: plan", "uses: plna")).unwrap();
     let out = p.cmd(&["run"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown stage kind 'plna'") && err.contains("did you mean 'plan'"), "{err}");
-    std::fs::write(p.path().join("pipeline.yaml"), PIPELINE.replace("stages:", "stagez:")).unwrap();
+    std::fs::write(p.path().join("pipeline.yaml"), pipeline().replace("stages:", "stagez:")).unwrap();
     let out = p.cmd(&["run"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("stagez"));
     // Nothing was written for any of these.
@@ -221,7 +223,7 @@ fn unknown_keys_and_bad_values_report_line_and_column() {
 
 #[test]
 fn dag_status_show_and_gc() {
-    let p = Project::new(3, PIPELINE);
+    let p = Project::new(3, &pipeline());
     let dot = p.cmd(&["dag", "--dot"]);
     let dot = String::from_utf8_lossy(&dot.stdout);
     assert!(dot.contains("\"plan\" -> \"normalize\""), "{dot}");
@@ -243,10 +245,12 @@ fn dag_status_show_and_gc() {
 
 #[test]
 fn killed_training_resumes_from_its_latest_checkpoint() {
-    let pipeline = PIPELINE
-        .replace("      epochs: 1\n", "      epochs: 12\n")
-        .replace("      iterations_per_epoch: 2\n", "      iterations_per_epoch: 3\n      save_every: 1\n");
-    let p = Project::new(4, &pipeline);
+    let text = Pipe {
+        train: &[("epochs", "12"), ("iterations_per_epoch", "3"), ("validate", "false"), ("save_every", "1")],
+        ..Pipe::DEFAULT
+    }
+    .text();
+    let p = Project::new(4, &text);
     let mut child = Command::new(common::bin())
         .args(["run", "-j", "2"])
         .current_dir(p.path())
@@ -298,4 +302,21 @@ fn killed_training_resumes_from_its_latest_checkpoint() {
     .unwrap();
     let epochs: Vec<u64> = log.as_array().unwrap().iter().map(|r| r["epoch"].as_u64().unwrap()).collect();
     assert_eq!(epochs, (0..12).collect::<Vec<u64>>());
+}
+
+/// libtorch's CUDA part is not linked but loaded at run time (src/device.rs): in a fresh
+/// process it must load from the torch wheel and register CUDA with libtorch.
+#[test]
+fn cuda_backend_loads_at_run_time() {
+    let out = std::process::Command::new(common::bin()).args(["device", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    if v["cuda_backend_loaded"] != true {
+        eprintln!("SKIP: this libtorch has no loadable CUDA backend: {}", v["cuda_backend_error"]);
+        return;
+    }
+    assert_eq!(v["cuda_registered"], true, "{v}");
+    if v["cuda_available"] == false {
+        assert_eq!(v["auto"], "cpu", "{v}");
+    }
 }

@@ -5,57 +5,21 @@
 
 mod common;
 
-use common::Project;
+use common::{Pipe, Project};
 use std::path::Path;
 
 /// All stages, two configurations, two folds, tiny networks.
-const FULL: &str = "\
-name: m
-dataset: data/ds
-cache: cache
-outputs: runs
-device: cpu
-params:
-  seed: 0
-  configurations: [2d, 3d_fullres]
-  folds: [0, 1]
-stages:
-  fingerprint:
-    uses: fingerprint
-  plan:
-    uses: plan
-    needs: [fingerprint]
-    with:
-      num_folds: 2
-  normalize:
-    uses: normalize
-    needs: [plan]
-  resample:
-    uses: resample
-    needs: [normalize]
-  train:
-    uses: train-fold
-    needs: [resample]
-    with:
-      epochs: 2
-      iterations_per_epoch: 3
-      val_iterations: 1
-      batch_size: 2
-      features_cap: 8
-      workers: 1
-  select:
-    uses: ensemble-select
-    needs: [train]
-  postprocess:
-    uses: postprocess
-    needs: [select]
-  predict:
-    uses: predict
-    needs: [postprocess]
-  evaluate:
-    uses: evaluate
-    needs: [predict]
-";
+fn full() -> String {
+    Pipe {
+        name: "m",
+        configurations: "[2d, 3d_fullres]",
+        folds: "[0, 1]",
+        train: &[("epochs", "2"), ("iterations_per_epoch", "3")],
+        downstream: true,
+        ..Pipe::DEFAULT
+    }
+    .text()
+}
 
 fn files(dir: &Path, ending: &str) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
@@ -70,7 +34,7 @@ fn files(dir: &Path, ending: &str) -> Vec<String> {
 
 #[test]
 fn run_export_and_predict_with_the_bundle_elsewhere() {
-    let p = Project::new(6, FULL);
+    let p = Project::new(6, &full());
     p.synth(6, 2);
     let r = p.run(&[]);
     assert_eq!(r[0]["failed"], 0);

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{artifacts, Project};
+use common::{artifacts, Pipe, Project};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -28,49 +28,16 @@ fn project(cases: usize, pipeline: &str) -> Project {
     p
 }
 
-const PIPE: &str = "\
-name: s
-dataset: data/ds
-cache: cache
-outputs: runs
-device: cpu
-slurm:
-  partition: debug
-  poll_seconds: 0.5
-  per_kind:
-    train-fold:
-      partition: gpu
-params:
-  seed: 0
-  configurations: [3d_fullres]
-  folds: [0, 1]
-stages:
-  fingerprint:
-    uses: fingerprint
-  plan:
-    uses: plan
-    needs: [fingerprint]
-    with:
-      num_folds: 2
-  normalize:
-    uses: normalize
-    needs: [plan]
-  resample:
-    uses: resample
-    needs: [normalize]
-  train:
-    uses: train-fold
-    needs: [resample]
-    with:
-      epochs: 2
-      iterations_per_epoch: 2
-      val_iterations: 1
-      batch_size: 2
-      features_cap: 8
-      workers: 1
-      validate: false
-      save_every: 1
-";
+fn pipe() -> String {
+    Pipe {
+        name: "s",
+        top: "slurm:\n  partition: debug\n  poll_seconds: 0.5\n  per_kind:\n    train-fold:\n      partition: gpu\n",
+        folds: "[0, 1]",
+        train: &[("epochs", "2"), ("validate", "false"), ("save_every", "1")],
+        ..Pipe::DEFAULT
+    }
+    .text()
+}
 
 fn slurm_run(p: &Project, extra: &[&str]) -> (bool, Vec<Value>, String) {
     let mut args = vec!["run", "--executor", "slurm", "--json"];
@@ -85,7 +52,7 @@ fn slurm_runs_the_pipeline_like_local_and_reruns_nothing() {
     if !cluster_up() {
         return;
     }
-    let p = project(4, PIPE);
+    let p = project(4, &pipe());
     let (ok, subs, err) = slurm_run(&p, &[]);
     assert!(ok, "slurm run failed: {err}");
     let jobs = subs[0]["jobs"].as_array().unwrap();
@@ -96,7 +63,7 @@ fn slurm_runs_the_pipeline_like_local_and_reruns_nothing() {
     assert!(jobs.iter().any(|j| j["stage"] == "normalize" && j["units"].as_array().unwrap().len() == 4));
 
     // Same keys and same data artifacts bit-for-bit as the local executor.
-    let q = project(4, PIPE);
+    let q = project(4, &pipe());
     q.run(&[]);
     let mine = artifacts(&p.path().join("cache"));
     let local = artifacts(&q.path().join("cache"));
@@ -122,7 +89,7 @@ fn cancelled_training_job_resumes_and_failures_cancel_dependants() {
     if !cluster_up() {
         return;
     }
-    let p = project(4, &PIPE.replace("epochs: 2", "epochs: 40").replace("folds: [0, 1]", "folds: [0]"));
+    let p = project(4, &pipe().replace("epochs: 2", "epochs: 40").replace("folds: [0, 1]", "folds: [0]"));
     // Submit detached, wait for the training job to write a checkpoint, then cancel it.
     let (ok, subs, err) = slurm_run(&p, &["--detach"]);
     assert!(ok, "{err}");
@@ -166,7 +133,7 @@ fn cancelled_training_job_resumes_and_failures_cancel_dependants() {
     assert!(starts.len() >= 2 && *starts.last().unwrap() > 0, "training did not resume: {hist}");
 
     // A failing job: its dependants are cancelled, and the error names the job and its log.
-    let f = project(3, &PIPE.replace("num_folds: 2", "num_folds: 9"));
+    let f = project(3, &pipe().replace("num_folds: 2", "num_folds: 9"));
     let (ok, _, err) = slurm_run(&f, &[]);
     assert!(!ok);
     assert!(err.contains("job") && err.contains("plan") && err.contains("log"), "{err}");
@@ -178,13 +145,13 @@ fn misconfiguration_is_reported_before_submitting() {
     if !cluster_up() {
         return;
     }
-    let p = project(2, &PIPE.replace("partition: debug", "partition: nosuchpart"));
+    let p = project(2, &pipe().replace("partition: debug", "partition: nosuchpart"));
     let (ok, _, err) = slurm_run(&p, &[]);
     assert!(!ok);
     assert!(err.contains("unknown Slurm partition 'nosuchpart'"), "{err}");
     assert!(!p.path().join("cache/slurm").exists(), "something was submitted");
 
-    let q = project(2, PIPE);
+    let q = project(2, &pipe());
     let out = Command::new(common::bin())
         .args(["run", "--executor", "slurm"])
         .current_dir(q.path())
@@ -194,7 +161,7 @@ fn misconfiguration_is_reported_before_submitting() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("`sbatch` is not on PATH"));
 
-    let r = project(2, &PIPE.replace("cache: cache", "cache: /tmp/nnunet-slurm-test-cache"));
+    let r = project(2, &pipe().replace("cache: cache", "cache: /tmp/nnunet-slurm-test-cache"));
     let (ok, _, err) = slurm_run(&r, &[]);
     assert!(!ok);
     assert!(err.contains("node-local"), "{err}");

@@ -1,6 +1,6 @@
 //! `run`, `status`, `dag`, `show`, `gc`, `cancel` and the internal `exec-unit`.
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -370,6 +370,8 @@ pub fn exec_unit(a: ExecUnitArgs) -> Result<()> {
     let (m, built) = runner::execute_unit(&session, u, &manifests, false, &progress)?;
     stat.save()?;
     cache.write_ref(&session.run_name, &a.unit, &m.components, &m.key)?;
+    // A cluster job ends here: its artifact is durable before the job reports success.
+    cache.sync().context("syncing the cache")?;
     println!("{} {} {}", a.unit, if built { "built" } else { "cached" }, m.key);
     Ok(())
 }

@@ -64,20 +64,6 @@ pub(crate) fn write_json<T: Serialize + ?Sized>(path: &Path, v: &T) -> Result<()
     std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Writes a label map with the geometry of `header` (u8 when every value fits, else i16).
-pub(crate) fn write_segmentation(
-    path: &Path,
-    header: &nnunet_io::nifti::NiftiHeader,
-    seg: &nnunet_io::Volume<i16>,
-) -> Result<()> {
-    if seg.data.iter().all(|&v| (0..=255).contains(&v)) {
-        nnunet_io::nifti::write_nifti(path, header, &seg.map(|v| v as u8))?;
-    } else {
-        nnunet_io::nifti::write_nifti(path, header, seg)?;
-    }
-    Ok(())
-}
-
 /// Files in `dir` whose name ends with `ending` (hidden files skipped), sorted; empty if the
 /// folder does not exist.
 pub(crate) fn list_files(dir: &Path, ending: &str) -> Vec<std::path::PathBuf> {

@@ -72,7 +72,7 @@ impl StageKind for Predict {
     fn resources(&self, _unit: &UnitView, env: &ExecEnv) -> Resources {
         Resources {
             cpus: env.cpus.max(1),
-            gpu: env.device.starts_with("cuda") || (env.device == "auto" && tch::Cuda::is_available()),
+            gpu: env.device.starts_with("cuda") || (env.device == "auto" && crate::device::cuda_available()),
         }
     }
     fn run(&self, ctx: &RunCtx) -> Result<()> {

@@ -126,7 +126,7 @@ impl StageKind for EnsembleSelect {
                     .par_iter()
                     .map(|(id, pa, pb)| {
                         let out = dir.join(format!("{id}.nii.gz"));
-                        ensemble_case(pa, pb, &mode, &out)?;
+                        ensemble_case(pa, pb, &mode, labels.foreground_labels().len(), &out)?;
                         Ok((evaluate_pair(&reference(id)?, &out, &classes, labels.ignore)?, (id.clone(), out)))
                     })
                     .collect::<Result<_>>()?;
@@ -190,7 +190,7 @@ pub fn segmentation_mode(labels: &Labels) -> SegmentationMode {
 }
 
 /// Averages the stored probabilities of two predictions of one case and writes the label map.
-fn ensemble_case(a: &Path, b: &Path, mode: &SegmentationMode, out: &Path) -> Result<()> {
+fn ensemble_case(a: &Path, b: &Path, mode: &SegmentationMode, num_foreground: usize, out: &Path) -> Result<()> {
     let probs = |p: &Path| -> Result<(Vec<f32>, Vec<usize>)> {
         let z = PathBuf::from(p.to_string_lossy().replace(".nii.gz", PROBS_SUFFIX));
         let arr = nnunet_io::zarr::ZarrArray::open(&z)
@@ -204,5 +204,5 @@ fn ensemble_case(a: &Path, b: &Path, mode: &SegmentationMode, out: &Path) -> Res
     }
     let (_, seg) = ensemble_segmentation(&[&pa, &pb], sa[0], [sa[1], sa[2], sa[3]], mode)?;
     let header = nnunet_io::nifti::read_header(a)?;
-    super::write_segmentation(out, &header, &seg)
+    Ok(nnunet_infer::write_segmentation(out, &seg, &header, num_foreground)?)
 }

@@ -151,7 +151,7 @@ impl StageKind for TrainFold {
         let workers = if workers == 0 { env.cpus.saturating_sub(1).max(1) } else { workers };
         Resources {
             cpus: workers + 1,
-            gpu: env.device.starts_with("cuda") || (env.device == "auto" && tch::Cuda::is_available()),
+            gpu: env.device.starts_with("cuda") || (env.device == "auto" && crate::device::cuda_available()),
         }
     }
     fn resumable(&self) -> bool {

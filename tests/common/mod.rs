@@ -14,47 +14,67 @@ pub struct Project {
     pub dir: tempfile::TempDir,
 }
 
-/// A small, fast pipeline: tiny synthetic CT data, tiny networks, a couple of iterations.
-pub const PIPELINE: &str = "\
-name: t
-dataset: data/ds
-cache: cache
-outputs: runs
-device: cpu
-params:
-  seed: 0
-  configurations: [3d_fullres]
-  folds: [0]
-stages:
-  fingerprint:
-    uses: fingerprint
-  plan:
-    uses: plan
-    needs: [fingerprint]
-    with:
-      num_folds: 2
-  normalize:
-    uses: normalize
-    needs: [plan]
-  resample:
-    uses: resample
-    needs: [normalize]
-  train:
-    uses: train-fold
-    needs: [resample]
-    with:
-      epochs: 1
-      iterations_per_epoch: 2
-      val_iterations: 1
-      batch_size: 2
-      features_cap: 8
-      workers: 1
-      validate: false
-";
+/// The test pipeline: tiny synthetic CT data, tiny networks, a couple of iterations. `top` goes
+/// after `device:` (e.g. a `slurm:` block), `train` overrides or extends the train stage's
+/// `with:` keys, and `downstream` adds ensemble-select, postprocess, predict and evaluate.
+pub struct Pipe<'a> {
+    pub name: &'a str,
+    pub top: &'a str,
+    pub configurations: &'a str,
+    pub folds: &'a str,
+    pub train: &'a [(&'a str, &'a str)],
+    pub downstream: bool,
+}
 
-/// [`PIPELINE`] without training: preprocessing stages only (and no training params).
+impl Pipe<'_> {
+    pub const DEFAULT: Pipe<'static> =
+        Pipe { name: "t", top: "", configurations: "[3d_fullres]", folds: "[0]", train: &[], downstream: false };
+
+    pub fn text(&self) -> String {
+        let mut with: Vec<(&str, &str)> = vec![
+            ("epochs", "1"),
+            ("iterations_per_epoch", "2"),
+            ("val_iterations", "1"),
+            ("batch_size", "2"),
+            ("features_cap", "8"),
+            ("workers", "1"),
+        ];
+        for &(k, v) in self.train {
+            match with.iter_mut().find(|(key, _)| *key == k) {
+                Some(e) => e.1 = v,
+                None => with.push((k, v)),
+            }
+        }
+        let mut s = format!(
+            "name: {}\ndataset: data/ds\ncache: cache\noutputs: runs\ndevice: cpu\n{}params:\n  seed: 0\n  \
+             configurations: {}\n  folds: {}\nstages:\n  fingerprint:\n    uses: fingerprint\n  plan:\n    \
+             uses: plan\n    needs: [fingerprint]\n    with:\n      num_folds: 2\n  normalize:\n    uses: normalize\n    \
+             needs: [plan]\n  resample:\n    uses: resample\n    needs: [normalize]\n  train:\n    uses: train-fold\n    \
+             needs: [resample]\n    with:\n",
+            self.name, self.top, self.configurations, self.folds
+        );
+        for (k, v) in with {
+            s += &format!("      {k}: {v}\n");
+        }
+        if self.downstream {
+            s +=
+                "  select:\n    uses: ensemble-select\n    needs: [train]\n  postprocess:\n    uses: postprocess\n    \
+                  needs: [select]\n  predict:\n    uses: predict\n    needs: [postprocess]\n  evaluate:\n    \
+                  uses: evaluate\n    needs: [predict]\n";
+        }
+        s
+    }
+}
+
+/// The default small pipeline (preprocessing and one training fold, no validation export).
+pub fn pipeline() -> String {
+    Pipe { train: &[("validate", "false")], ..Pipe::DEFAULT }.text()
+}
+
+/// [`pipeline`] without training: preprocessing stages only (and no training params).
 pub fn preprocess_only() -> String {
-    let pre = &PIPELINE[..PIPELINE.find("  train:").expect("train stage")];
+    let p = pipeline();
+    let pre = &p[..p.find("  train:").expect("train stage")];
     pre.replace("  seed: 0\n", "").replace("  folds: [0]\n", "")
 }
 
@@ -94,6 +114,14 @@ impl Project {
             "--seed",
             "11",
         ];
+        // Flags given in `extra` replace the defaults above.
+        for flag in ["--shape", "--spacing", "--seed"] {
+            if extra.contains(&flag) {
+                if let Some(i) = args.iter().position(|a| *a == flag) {
+                    args.drain(i..i + 2);
+                }
+            }
+        }
         args.extend_from_slice(extra);
         let out = self.cmd(&args);
         assert!(out.status.success(), "synth failed: {}", String::from_utf8_lossy(&out.stderr));

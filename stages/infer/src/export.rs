@@ -226,7 +226,7 @@ pub fn write_probabilities(dir: &Path, probs: &Probabilities, attributes: serde_
     let shape = [probs.num_channels, z, y, x];
     let chunks = [1, z.clamp(1, 64), y.clamp(1, 128), x.clamp(1, 128)];
     let opts =
-        WriteOptions { chunks: &chunks, dimension_names: Some(&["c", "z", "y", "x"]), zstd_level: 3, attributes };
+        WriteOptions { chunks: &chunks, dimension_names: Some(&["c", "z", "y", "x"]), zstd_level: Some(3), attributes };
     ZarrArray::write(dir, &shape, &probs.data, &opts)?;
     Ok(())
 }

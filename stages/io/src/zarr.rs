@@ -89,6 +89,33 @@ impl Element for f32 {
     }
 }
 
+thread_local! {
+    /// One zstd context per thread and level, reused across chunks (creating one per chunk
+    /// showed up in profiles of small arrays).
+    static ZSTD_C: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { std::cell::RefCell::new(None) };
+    static ZSTD_D: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { std::cell::RefCell::new(None) };
+}
+
+fn zstd_compress(bytes: &[u8], level: i32) -> io::Result<Vec<u8>> {
+    ZSTD_C.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.as_ref().is_none_or(|(l, _)| *l != level) {
+            *c = Some((level, zstd::bulk::Compressor::new(level)?));
+        }
+        c.as_mut().map(|(_, z)| z.compress(bytes)).unwrap_or_else(|| zstd::bulk::compress(bytes, level))
+    })
+}
+
+fn zstd_decompress(raw: &[u8], capacity: usize) -> io::Result<Vec<u8>> {
+    ZSTD_D.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        d.as_mut().map(|z| z.decompress(raw, capacity)).unwrap_or_else(|| zstd::bulk::decompress(raw, capacity))
+    })
+}
+
 fn write_json_atomic(path: &Path, v: &Value) -> Result<()> {
     let text = serde_json::to_string_pretty(v).expect("json");
     fs::write(path, text).map_err(io_err(path))
@@ -124,6 +151,9 @@ pub struct ZarrArray {
     pub chunks: Vec<usize>,
     pub dtype: String,
     zstd: bool,
+    /// Chunk key separator: `.` (`c.0.1.0`, what we write: one file per chunk and no folder
+    /// per index level) or `/` (`c/0/1/0`, read for stores written by other tools).
+    sep: char,
 }
 
 /// Options for writing an array.
@@ -131,7 +161,9 @@ pub struct ZarrArray {
 pub struct WriteOptions<'a> {
     pub chunks: &'a [usize],
     pub dimension_names: Option<&'a [&'a str]>,
-    pub zstd_level: i32,
+    /// zstd level, or `None` for raw chunks (intermediates read once, where compressing
+    /// costs more than the bytes it saves).
+    pub zstd_level: Option<i32>,
     pub attributes: Value,
 }
 
@@ -155,12 +187,15 @@ impl ZarrArray {
             "shape": shape,
             "data_type": T::DTYPE,
             "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": opts.chunks}},
-            "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+            "chunk_key_encoding": {"name": "default", "configuration": {"separator": "."}},
             "fill_value": T::default().fill_json(),
-            "codecs": [
-                {"name": "bytes", "configuration": {"endian": "little"}},
-                {"name": "zstd", "configuration": {"level": opts.zstd_level, "checksum": false}}
-            ],
+            "codecs": match opts.zstd_level {
+                Some(level) => json!([
+                    {"name": "bytes", "configuration": {"endian": "little"}},
+                    {"name": "zstd", "configuration": {"level": level, "checksum": false}}
+                ]),
+                None => json!([{"name": "bytes", "configuration": {"endian": "little"}}]),
+            },
             "attributes": opts.attributes,
         });
         if let Some(names) = opts.dimension_names {
@@ -172,24 +207,32 @@ impl ZarrArray {
             shape: shape.to_vec(),
             chunks: opts.chunks.to_vec(),
             dtype: T::DTYPE.to_string(),
-            zstd: true,
+            zstd: opts.zstd_level.is_some(),
+            sep: '.',
         };
         let grid = arr.grid();
         let all: Vec<Vec<usize>> = grid_indices(&grid);
-        all.par_iter().try_for_each(|ci| {
+        let write_chunk = |ci: &Vec<usize>| -> Result<()> {
             let chunk = arr.extract_chunk(data, ci);
             let mut bytes = Vec::with_capacity(chunk.len() * T::SIZE);
             for v in chunk {
                 v.write_le(&mut bytes);
             }
-            let enc = zstd::bulk::compress(&bytes, opts.zstd_level)
-                .map_err(|e| ZarrError::Chunk { path: arr.chunk_path(ci), msg: e.to_string() })?;
+            let enc = match opts.zstd_level {
+                Some(level) => zstd_compress(&bytes, level)
+                    .map_err(|e| ZarrError::Chunk { path: arr.chunk_path(ci), msg: e.to_string() })?,
+                None => bytes,
+            };
             let p = arr.chunk_path(ci);
-            if let Some(parent) = p.parent() {
-                fs::create_dir_all(parent).map_err(io_err(parent))?;
-            }
             fs::write(&p, enc).map_err(io_err(&p))
-        })?;
+        };
+        // Small arrays (a few chunks, the common case for one preprocessed case) stay on this
+        // thread: callers already run one case per worker, and rayon's wake-ups cost more.
+        if n < (1 << 20) {
+            all.iter().try_for_each(write_chunk)?;
+        } else {
+            all.par_iter().try_for_each(write_chunk)?;
+        }
         Ok(arr)
     }
 
@@ -211,11 +254,11 @@ impl ZarrArray {
             return Err(bad("chunk_shape does not match shape"));
         }
         let sep = meta.pointer("/chunk_key_encoding/configuration/separator").and_then(|v| v.as_str());
-        if meta.pointer("/chunk_key_encoding/name").and_then(|v| v.as_str()) != Some("default")
-            || sep.unwrap_or("/") != "/"
-        {
-            return Err(bad("only the default '/' chunk key encoding is supported"));
-        }
+        let sep = match (meta.pointer("/chunk_key_encoding/name").and_then(|v| v.as_str()), sep.unwrap_or("/")) {
+            (Some("default"), "/") => '/',
+            (Some("default"), ".") => '.',
+            _ => return Err(bad("only the default chunk key encoding ('/' or '.') is supported")),
+        };
         let dtype = meta.get("data_type").and_then(|v| v.as_str()).ok_or_else(|| bad("missing data_type"))?;
         let codecs = meta.get("codecs").and_then(|v| v.as_array()).ok_or_else(|| bad("missing codecs"))?;
         let mut zstd = false;
@@ -231,7 +274,7 @@ impl ZarrArray {
                 other => return Err(bad(&format!("unsupported codec {other:?}"))),
             }
         }
-        Ok(ZarrArray { dir: dir.to_path_buf(), shape, chunks, dtype: dtype.to_string(), zstd })
+        Ok(ZarrArray { dir: dir.to_path_buf(), shape, chunks, dtype: dtype.to_string(), zstd, sep })
     }
 
     fn grid(&self) -> Vec<usize> {
@@ -239,11 +282,19 @@ impl ZarrArray {
     }
 
     fn chunk_path(&self, ci: &[usize]) -> PathBuf {
-        let mut p = self.dir.join("c");
-        for i in ci {
-            p.push(i.to_string());
+        if self.sep == '/' {
+            let mut p = self.dir.join("c");
+            for i in ci {
+                p.push(i.to_string());
+            }
+            return p;
         }
-        p
+        let mut key = String::from("c");
+        for i in ci {
+            key.push('.');
+            key.push_str(&i.to_string());
+        }
+        self.dir.join(key)
     }
 
     /// Copies chunk `ci` out of the full array (edge chunks padded with the default value).
@@ -273,8 +324,7 @@ impl ZarrArray {
         };
         let cn: usize = self.chunks.iter().product();
         let bytes = if self.zstd {
-            zstd::bulk::decompress(&raw, cn * T::SIZE)
-                .map_err(|e| ZarrError::Chunk { path: p.clone(), msg: e.to_string() })?
+            zstd_decompress(&raw, cn * T::SIZE).map_err(|e| ZarrError::Chunk { path: p.clone(), msg: e.to_string() })?
         } else {
             raw
         };
@@ -395,7 +445,7 @@ mod tests {
     use super::*;
 
     fn opts(chunks: &[usize]) -> WriteOptions<'_> {
-        WriteOptions { chunks, dimension_names: None, zstd_level: 3, attributes: json!({}) }
+        WriteOptions { chunks, dimension_names: None, zstd_level: Some(3), attributes: json!({}) }
     }
 
     #[test]
@@ -426,9 +476,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = ZarrArray::write(&dir.path().join("s"), &[4, 4], &[3i16; 16], &opts(&[2, 2])).unwrap();
         assert!(matches!(a.read_all::<f32>(), Err(ZarrError::DataType { .. })));
-        std::fs::write(dir.path().join("s/c/1/1"), b"garbage").unwrap();
+        std::fs::write(dir.path().join("s/c.1.1"), b"garbage").unwrap();
         let e = a.read_all::<i16>().unwrap_err();
-        assert!(e.to_string().contains("c/1/1"), "{e}");
+        assert!(e.to_string().contains("c.1.1"), "{e}");
+    }
+
+    /// We write flat `c.i.j` keys; stores with nested `c/i/j` keys (zarr-python's default) read too.
+    #[test]
+    fn nested_chunk_keys_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<i16> = (0..20).collect();
+        let a = ZarrArray::write(&dir.path().join("n"), &[4, 5], &data, &opts(&[2, 3])).unwrap();
+        assert!(a.dir.join("c.1.1").is_file());
+        for (i, j) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+            std::fs::create_dir_all(a.dir.join(format!("c/{i}"))).unwrap();
+            std::fs::rename(a.dir.join(format!("c.{i}.{j}")), a.dir.join(format!("c/{i}/{j}"))).unwrap();
+        }
+        let meta = std::fs::read_to_string(a.dir.join("zarr.json")).unwrap();
+        let meta = meta.replace(r#""separator": ".""#, r#""separator": "/""#);
+        std::fs::write(a.dir.join("zarr.json"), meta).unwrap();
+        assert_eq!(ZarrArray::open(&a.dir).unwrap().read_all::<i16>().unwrap(), data);
     }
 
     #[test]

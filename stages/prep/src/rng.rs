@@ -111,56 +111,68 @@ impl Rng {
     }
 }
 
-/// Walker/Vose alias table: O(1) draws from a discrete distribution given by weights.
-#[derive(Clone, Debug)]
-pub struct AliasTable {
-    prob: Vec<f64>,
-    alias: Vec<u32>,
+/// `ln(k!)`: a table below 256, Stirling's series above (error < 1e-17 relative there).
+fn ln_factorial(k: u64) -> f64 {
+    static TABLE: std::sync::OnceLock<Vec<f64>> = std::sync::OnceLock::new();
+    let t = TABLE.get_or_init(|| {
+        let mut t = vec![0.0f64; 256];
+        for i in 1..256 {
+            t[i] = t[i - 1] + (i as f64).ln();
+        }
+        t
+    });
+    if k < 256 {
+        return t[k as usize];
+    }
+    let x = k as f64 + 1.0;
+    let x2 = x * x;
+    (x - 0.5) * x.ln() - x + 0.918_938_533_204_672_8 + 1.0 / (12.0 * x) - 1.0 / (360.0 * x * x2)
+        + 1.0 / (1260.0 * x * x2 * x2)
 }
 
-impl AliasTable {
-    /// Builds the table; returns `None` when the total weight is zero or there are no weights.
-    pub fn new(weights: &[u64]) -> Option<Self> {
-        let n = weights.len();
-        let total: u128 = weights.iter().map(|&w| w as u128).sum();
-        if n == 0 || total == 0 {
-            return None;
+impl Rng {
+    /// One draw from Binomial(n, p): exact inversion, searching outward from the mode
+    /// (expected O(sqrt(n p (1 - p))) steps).
+    pub fn binomial(&mut self, n: u64, p: f64) -> u64 {
+        if n == 0 || p <= 0.0 {
+            return 0;
         }
-        let mut prob: Vec<f64> = weights.iter().map(|&w| (w as u128 * n as u128) as f64 / total as f64).collect();
-        let mut alias = vec![0u32; n];
-        let mut small = Vec::new();
-        let mut large = Vec::new();
-        for (i, &p) in prob.iter().enumerate() {
-            if p < 1.0 {
-                small.push(i);
-            } else {
-                large.push(i);
+        if p >= 1.0 {
+            return n;
+        }
+        let q = 1.0 - p;
+        let m = (((n + 1) as f64 * p).floor() as u64).min(n);
+        let ln_pm =
+            ln_factorial(n) - ln_factorial(m) - ln_factorial(n - m) + m as f64 * p.ln() + (n - m) as f64 * (-p).ln_1p();
+        let pm = ln_pm.exp();
+        let mut u = self.next_f64();
+        if u < pm {
+            return m;
+        }
+        u -= pm;
+        let r = p / q;
+        let (mut lo, mut p_lo, mut hi, mut p_hi) = (m, pm, m, pm);
+        loop {
+            if lo > 0 {
+                p_lo *= lo as f64 / ((n - lo + 1) as f64 * r);
+                lo -= 1;
+                if u < p_lo {
+                    return lo;
+                }
+                u -= p_lo;
             }
-        }
-        while let (Some(&s), Some(&l)) = (small.last(), large.last()) {
-            small.pop();
-            alias[s] = l as u32;
-            prob[l] = (prob[l] + prob[s]) - 1.0;
-            if prob[l] < 1.0 {
-                large.pop();
-                small.push(l);
+            if hi < n {
+                p_hi *= (n - hi) as f64 * r / (hi + 1) as f64;
+                hi += 1;
+                if u < p_hi {
+                    return hi;
+                }
+                u -= p_hi;
             }
-        }
-        // Numerical leftovers have probability one.
-        for i in large.into_iter().chain(small) {
-            prob[i] = 1.0;
-        }
-        Some(Self { prob, alias })
-    }
-
-    /// Draws one index.
-    #[inline]
-    pub fn sample(&self, rng: &mut Rng) -> usize {
-        let i = rng.below(self.prob.len() as u64) as usize;
-        if rng.next_f64() < self.prob[i] {
-            i
-        } else {
-            self.alias[i] as usize
+            // Both tails exhausted (or underflowed): what is left of u is rounding.
+            if (lo == 0 || p_lo == 0.0) && (hi == n || p_hi == 0.0) {
+                return m;
+            }
         }
     }
 }
@@ -199,21 +211,23 @@ mod tests {
     }
 
     #[test]
-    fn alias_table_matches_weights() {
-        let w = [1u64, 0, 3, 6];
-        let t = AliasTable::new(&w).unwrap();
-        let mut r = Rng::new(11);
-        let mut counts = [0u64; 4];
-        let n = 200_000;
-        for _ in 0..n {
-            counts[t.sample(&mut r)] += 1;
+    fn binomial_moments_and_edges() {
+        let mut r = Rng::new(5);
+        for &(n, p) in &[(10u64, 0.3f64), (384_615, 0.0003), (384_615, 0.5), (1000, 0.999), (3, 1e-9)] {
+            let k = 20_000;
+            let xs: Vec<f64> = (0..k).map(|_| r.binomial(n, p) as f64).collect();
+            let mean = xs.iter().sum::<f64>() / k as f64;
+            let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (k - 1) as f64;
+            let (em, ev) = (n as f64 * p, n as f64 * p * (1.0 - p));
+            assert!((mean - em).abs() <= 5.0 * (ev / k as f64).sqrt() + 1e-9, "n {n} p {p}: mean {mean} vs {em}");
+            assert!((var - ev).abs() <= 0.1 * ev + 1e-3, "n {n} p {p}: var {var} vs {ev}");
+            assert!(xs.iter().all(|&x| x <= n as f64));
         }
-        assert_eq!(counts[1], 0);
-        for (i, &wi) in w.iter().enumerate() {
-            let expect = wi as f64 / 10.0;
-            let got = counts[i] as f64 / n as f64;
-            assert!((got - expect).abs() < 0.01, "bin {i}: {got} vs {expect}");
-        }
-        assert!(AliasTable::new(&[0, 0]).is_none());
+        assert_eq!(r.binomial(0, 0.5), 0);
+        assert_eq!(r.binomial(7, 0.0), 0);
+        assert_eq!(r.binomial(7, 1.0), 7);
+        // ln(k!) is continuous across the table/series boundary.
+        let d = ln_factorial(256) - ln_factorial(255);
+        assert!((d - 256f64.ln()).abs() < 1e-9, "{d}");
     }
 }

@@ -27,6 +27,8 @@ pub const FORMAT_NORMALIZED: &str = "nnunet-rs/normalized-case/v1";
 pub const FORMAT_PREPROCESSED: &str = "nnunet-rs/preprocessed-case/v1";
 /// `format` attribute of a dataset store's root group.
 pub const FORMAT_DATASET: &str = "nnunet-rs/case-store/v1";
+/// zstd level 3: on preprocessed Hippocampus data level 1 left files 27% larger (ratio 0.41 vs
+/// 0.32) for ~15% faster compression.
 const ZSTD_LEVEL: i32 = 3;
 
 fn store_err(path: &Path, msg: impl Into<String>) -> PrepError {
@@ -35,11 +37,12 @@ fn store_err(path: &Path, msg: impl Into<String>) -> PrepError {
 
 /// Smallest chunk (elements) worth a file of its own; smaller chunks are grown (§4.1 step 9
 /// keeps blosc2 chunks between a block and 6 MiB for the same reason).
-pub const MIN_CHUNK_ELEMENTS: usize = 32_768;
+pub const MIN_CHUNK_ELEMENTS: usize = 131_072;
 
 /// Spatial chunk shape for a preprocessed case: ~patch/2 per axis (2d: one slice), so that a
 /// random patch touches few chunks; chunks below [`MIN_CHUNK_ELEMENTS`] are grown (2d: more
-/// slices; 3d: the axis covering the smallest fraction of the image) up to the image shape.
+/// slices, then in plane; 3d: the axis covering the smallest fraction of the image) up to the
+/// image shape, so a small case is one file per array.
 pub fn chunk_shape_for_patch(shape: [usize; 3], patch_size: &[usize]) -> [usize; 3] {
     let half = |p: usize| ((p as f64 / 2.0).round_ties_even() as usize).max(1);
     let c = match patch_size {
@@ -50,13 +53,12 @@ pub fn chunk_shape_for_patch(shape: [usize; 3], patch_size: &[usize]) -> [usize;
     let mut c = [c[0].min(shape[0]).max(1), c[1].min(shape[1]).max(1), c[2].min(shape[2]).max(1)];
     let is_2d = patch_size.len() == 2;
     while c.iter().product::<usize>() < MIN_CHUNK_ELEMENTS {
-        let axis = if is_2d {
-            (c[0] < shape[0]).then_some(0)
-        } else {
-            (0..3)
-                .filter(|&d| c[d] < shape[d])
+        let least_covered = |axes: std::ops::Range<usize>| {
+            axes.filter(|&d| c[d] < shape[d])
                 .min_by(|&a, &b| (c[a] as f64 / shape[a] as f64).total_cmp(&(c[b] as f64 / shape[b] as f64)))
         };
+        // 2d: more slices first, then in plane; 3d: the least covered axis.
+        let axis = if is_2d && c[0] < shape[0] { Some(0) } else { least_covered(0..3) };
         let Some(a) = axis else { break };
         c[a] = (c[a] * 2).min(shape[a]);
     }
@@ -71,23 +73,23 @@ fn concat(channels: &[Volume<f32>]) -> Vec<f32> {
     out
 }
 
-fn write_data(dir: &Path, channels: &[Volume<f32>], chunk: [usize; 3]) -> Result<()> {
+fn write_data(dir: &Path, channels: &[Volume<f32>], chunk: [usize; 3], zstd_level: Option<i32>) -> Result<()> {
     let shape = channels.first().map_or([0; 3], |c| c.shape);
     let opts = WriteOptions {
         chunks: &[1, chunk[0], chunk[1], chunk[2]],
         dimension_names: Some(&["c", "z", "y", "x"]),
-        zstd_level: ZSTD_LEVEL,
+        zstd_level,
         attributes: json!({}),
     };
     ZarrArray::write(&dir.join("data"), &[channels.len(), shape[0], shape[1], shape[2]], &concat(channels), &opts)?;
     Ok(())
 }
 
-fn write_seg(dir: &Path, seg: &Volume<i16>, chunk: [usize; 3]) -> Result<&'static str> {
+fn write_seg(dir: &Path, seg: &Volume<i16>, chunk: [usize; 3], zstd_level: Option<i32>) -> Result<&'static str> {
     let opts = WriteOptions {
         chunks: &[1, chunk[0], chunk[1], chunk[2]],
         dimension_names: Some(&["c", "z", "y", "x"]),
-        zstd_level: ZSTD_LEVEL,
+        zstd_level,
         attributes: json!({}),
     };
     let shape = [1, seg.shape[0], seg.shape[1], seg.shape[2]];
@@ -113,8 +115,9 @@ fn read_seg_region(arr: &ZarrArray, start: &[i64], size: &[usize]) -> Result<Vec
 pub fn write_normalized(dir: &Path, case: &NormalizedCase) -> Result<()> {
     let shape = case.seg.shape;
     let chunk = [shape[0].clamp(1, 16), shape[1].max(1), shape[2].max(1)];
-    write_data(dir, &case.data, chunk)?;
-    write_seg(dir, &case.seg, chunk)?;
+    // An intermediate read once by `resample`: raw chunks (compressing it cost more than it saved).
+    write_data(dir, &case.data, chunk, None)?;
+    write_seg(dir, &case.seg, chunk, None)?;
     let mut attrs = serde_json::to_value(&case.properties).map_err(|e| store_err(dir, e.to_string()))?;
     attrs["has_label"] = json!(case.has_label);
     attrs["format"] = json!(FORMAT_NORMALIZED);
@@ -165,8 +168,8 @@ pub fn read_normalized(dir: &Path) -> Result<NormalizedCase> {
 /// Writes a [`PreprocessedCase`] as a Zarr group at `dir`, chunked for `patch_size`.
 pub fn write_preprocessed(dir: &Path, case: &PreprocessedCase, patch_size: &[usize]) -> Result<()> {
     let chunk = chunk_shape_for_patch(case.seg.shape, patch_size);
-    write_data(dir, &case.data, chunk)?;
-    let seg_dtype = write_seg(dir, &case.seg, chunk)?;
+    write_data(dir, &case.data, chunk, Some(ZSTD_LEVEL))?;
+    let seg_dtype = write_seg(dir, &case.seg, chunk, Some(ZSTD_LEVEL))?;
     let mut rows: Vec<i32> = Vec::with_capacity(case.class_locations.total() * 4);
     let mut index = Vec::new();
     for (key, locs) in &case.class_locations.classes {
@@ -179,7 +182,7 @@ pub fn write_preprocessed(dir: &Path, case: &PreprocessedCase, patch_size: &[usi
     let opts = WriteOptions {
         chunks: &[n.clamp(1, 65_536), 4],
         dimension_names: None,
-        zstd_level: ZSTD_LEVEL,
+        zstd_level: Some(ZSTD_LEVEL),
         attributes: json!({}),
     };
     ZarrArray::write(&dir.join("class_locations"), &[n, 4], &rows, &opts)?;
@@ -414,10 +417,10 @@ mod tests {
         // A normalized group is not a preprocessed case.
         assert!(CaseStore::open(dir.path()).is_err());
         assert_eq!(chunk_shape_for_patch([300, 600, 600], &[80, 160, 160]), [40, 80, 80]);
-        assert_eq!(chunk_shape_for_patch([300, 600, 600], &[512, 512]), [1, 256, 256]);
+        assert_eq!(chunk_shape_for_patch([300, 600, 600], &[512, 512]), [2, 256, 256]);
         assert_eq!(chunk_shape_for_patch([3, 10, 10], &[40, 56, 40]), [3, 10, 10]);
         // Small chunks grow: 2d by slices, 3d along the least covered axis.
-        assert_eq!(chunk_shape_for_patch([36, 50, 35], &[56, 40]), [36, 28, 20]);
+        assert_eq!(chunk_shape_for_patch([36, 50, 35], &[56, 40]), [36, 50, 35]);
         let c = chunk_shape_for_patch([36, 50, 35], &[40, 56, 40]);
         assert!(c.iter().product::<usize>() >= MIN_CHUNK_ELEMENTS || c == [36, 50, 35], "{c:?}");
     }
