@@ -22,6 +22,10 @@ threads=$(nproc)
 command -v /usr/bin/time >/dev/null || { echo "bench: GNU time (/usr/bin/time) is needed: apt-get install time" >&2; exit 2; }
 mkdir -p "$out"
 rows="$out/rows.tsv"; : > "$rows"
+# Old outputs are moved aside and deleted at the end: ext4 slows down creating inodes right
+# after thousands were deleted (it skips recently freed ones), which would tax whichever side
+# runs next.
+discard() { mkdir -p "$out/.trash"; local p; for p in "$@"; do [ -e "$p" ] && mv "$p" "$out/.trash/$(basename "$p").$$.$RANDOM"; done; return 0; }
 row() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$rows"; echo "  $1: ours $2 | nnU-Net $3 | $4"; }
 ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.1f}x' if b>0 else 'n/a')" "$1" "$2"; }
 timed() { # timed LOGFILE CMD... -> prints "wall_s max_rss_kb"
@@ -52,7 +56,7 @@ stages:
   resample: {uses: resample, needs: [normalize]}
 YAML
 echo "bench: preprocessing (ours, cold cache)"
-rm -rf "$out/cache" "$out/runs"
+discard "$out/cache" "$out/runs"
 read -r our_pre_s our_pre_kb < <(timed "$out/ours-preprocess.log" "$bin" run -f "$out/hippocampus.yaml" -j "$threads")
 echo "bench: preprocessing (nnU-Net, plan_and_preprocess -np $threads)"
 rm -rf "$pre"
@@ -106,7 +110,7 @@ if [ "${BENCH_TRAIN:-0}" = 1 ]; then
   # The example file with its own cold cache, so the figure covers preprocessing + training.
   sed -e "s|^dataset:.*|dataset: $data|" -e "s|^cache:.*|cache: $out/cache-train|" -e "s|^outputs:.*|outputs: $out/runs|" \
     examples/hippocampus-cpu.yaml > "$out/hippocampus-cpu.yaml"
-  rm -rf "$out/cache-train" "$out/runs/hippocampus-cpu"
+  discard "$out/cache-train" "$out/runs/hippocampus-cpu"
   read -r our_tr_s our_tr_kb < <(timed "$out/ours-train.log" "$bin" run -f "$out/hippocampus-cpu.yaml" -j "$threads")
   tr="$out/runs/hippocampus-cpu/train/configuration=2d/fold=0"
   ours=$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["foreground_mean"]["Dice"],4))' "$tr/validation/summary.json")
@@ -131,6 +135,7 @@ PYX
   row "equal-budget training peak RSS, MB" "$((our_tr_kb / 1024))" "$((peer_tr_kb / 1024))" "$(ratio "$peer_tr_kb" "$our_tr_kb") less"
 fi
 
+rm -rf "$out/.trash"
 python3 - "$rows" "$here/bench/RESULTS.md" "$threads" <<'PY'
 import sys, platform, subprocess, datetime
 rows, dst, threads = sys.argv[1], sys.argv[2], sys.argv[3]
