@@ -58,10 +58,12 @@ YAML
 echo "bench: preprocessing (ours, cold cache)"
 discard "$out/cache" "$out/runs"
 read -r our_pre_s our_pre_kb < <(timed "$out/ours-preprocess.log" "$bin" run -f "$out/hippocampus.yaml" -j "$threads")
-echo "bench: preprocessing (nnU-Net, plan_and_preprocess -np $threads)"
+echo "bench: preprocessing (nnU-Net, plan_and_preprocess -np $threads --verify_dataset_integrity)"
 rm -rf "$pre"
-read -r peer_pre_s peer_pre_kb < <(timed "$out/peer-preprocess.log" nnUNetv2_plan_and_preprocess -d 4 -np "$threads" -npfp "$threads")
-row "preprocess Hippocampus (260 cases), wall s" "$our_pre_s" "$peer_pre_s" "$(ratio "$peer_pre_s" "$our_pre_s") faster"
+# Ours always verifies the raw dataset before fingerprinting (all images and labels read in
+# full); the peer does the same work with --verify_dataset_integrity (as ../shared/peer/setup.sh).
+read -r peer_pre_s peer_pre_kb < <(timed "$out/peer-preprocess.log" nnUNetv2_plan_and_preprocess -d 4 -np "$threads" -npfp "$threads" --verify_dataset_integrity)
+row "verify + fingerprint + plan + preprocess Hippocampus (260 cases, 2d + 3d_fullres), wall s" "$our_pre_s" "$peer_pre_s" "$(ratio "$peer_pre_s" "$our_pre_s") faster"
 row "preprocess peak RSS, MB" "$((our_pre_kb / 1024))" "$((peer_pre_kb / 1024))" "$(ratio "$peer_pre_kb" "$our_pre_kb") less"
 mkdir -p "$out/ours-pre"
 for c in 2d 3d_fullres; do ln -sfn "$out/runs/bench/resample/configuration=$c/nnUNetPlans_$c.zarr" "$out/ours-pre/nnUNetPlans_$c"; done
