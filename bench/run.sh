@@ -41,20 +41,7 @@ source "$peer_work/env.sh"
 pre="$nnUNet_preprocessed/Dataset004_Hippocampus"
 
 # --- preprocessing (fingerprint, plan, normalize, resample of 2d + 3d_fullres), cold cache ---
-cat > "$out/hippocampus.yaml" <<YAML
-name: bench
-dataset: $data
-cache: $out/cache
-outputs: $out/runs
-device: cpu
-params:
-  configurations: [2d, 3d_fullres]
-stages:
-  fingerprint: {uses: fingerprint}
-  plan: {uses: plan, needs: [fingerprint]}
-  normalize: {uses: normalize, needs: [plan]}
-  resample: {uses: resample, needs: [normalize]}
-YAML
+bash scripts/preprocess-yaml.sh bench "$data" "$out/cache" "$out/runs" > "$out/hippocampus.yaml"
 echo "bench: preprocessing (ours, cold cache)"
 discard "$out/cache" "$out/runs"
 read -r our_pre_s our_pre_kb < <(timed "$out/ours-preprocess.log" "$bin" run -f "$out/hippocampus.yaml" -j "$threads")
@@ -88,11 +75,15 @@ for cfg in 3d_fullres 2d; do
   row "augmentation $cfg, 1 thread, s per planned batch (ours: cases decoded in RAM as in training)" "$ours" "$theirs" "$(ratio "$theirs" "$ours") faster"
 done
 
-# --- training step, 3d_fullres batch 2 ---
+# --- training step, 3d_fullres at the planned batch (nnunet_step.py trains on its loader's batch) ---
 echo "bench: train step"
-ours=$("$bin" bench step "$out/runs/bench" --configuration 3d_fullres --batch-size 2 --steps 5 --json | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["seconds_per_step"],3))')
-theirs=$(THREADS=$threads python3 "$peer_dir/nnunet_step.py" "$pre" 5 2>/dev/null | sed -n 's/.*train_step_s=\([0-9.]*\).*/\1/p')
-row "3d_fullres train step, batch 2 (nnU-Net's own batch from its loader), s" "$ours" "$theirs" "$(ratio "$theirs" "$ours") faster"
+"$bin" bench step "$out/runs/bench" --configuration 3d_fullres --steps 5 --json > "$out/ours-step.json"
+read -r ours our_bs < <(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(round(d["seconds_per_step"],3), d["batch_size"])' "$out/ours-step.json")
+THREADS=$threads python3 "$peer_dir/nnunet_step.py" "$pre" 5 > "$out/peer-step.log" 2>/dev/null
+theirs=$(sed -n 's/.*train_step_s=\([0-9.]*\).*/\1/p' "$out/peer-step.log")
+peer_bs=$(sed -n 's/^batch (\([0-9]*\),.*/\1/p' "$out/peer-step.log")
+[ "$our_bs" = "$peer_bs" ] || { echo "bench: train step batch differs: ours $our_bs, nnU-Net $peer_bs" >&2; exit 1; }
+row "3d_fullres train step (fwd, deep-supervised DC+CE, bwd, clip, SGD), batch $our_bs, s" "$ours" "$theirs" "$(ratio "$theirs" "$ours") faster"
 
 # --- prediction, random weights, 5 raw cases ---
 echo "bench: predict"
@@ -129,8 +120,19 @@ print(pd, "%.2f%%" % wait)
 PYX
 )
   peer_log=$(ls -t "$nnUNet_results/Dataset004_Hippocampus/nnUNetTrainer_CPUBudget__nnUNetPlans__2d/fold_0"/training_log_*.txt | head -1)
+  # last epoch, and the mean of the last 5 epochs (one epoch's 10 validation batches are noisy)
   peer_pd=$(grep "Pseudo dice" "$peer_log" | tail -1 | sed 's/.*Pseudo dice \[\(.*\)\]/\1/' | python3 -c 'import sys,re; print("/".join(f"{float(x):.3f}" for x in re.findall(r"\d+\.\d+", sys.stdin.read())))')
+  peer_pd5=$(grep "Pseudo dice" "$peer_log" | tail -5 | sed 's/.*Pseudo dice \[\(.*\)\]/\1/' | python3 -c 'import sys,re
+rows = [[float(x) for x in re.findall(r"\d+\.\d+", l)] for l in sys.stdin if l.strip()]
+print("/".join(f"{sum(c) / len(c):.3f}" for c in zip(*rows)))')
+  our_pd5=$(python3 - "$tr/log.json" <<'PYX'
+import json, sys
+l = json.load(open(sys.argv[1]))[-5:]
+print("/".join("%.3f" % (sum(e["pseudo_dice"][k][1] for e in l) / len(l)) for k in range(len(l[0]["pseudo_dice"]))))
+PYX
+)
   row "pseudo-Dice anterior / posterior, last epoch, equal budget" "$our_pd" "$peer_pd" ""
+  row "pseudo-Dice anterior / posterior, mean of the last 5 epochs, equal budget" "$our_pd5" "$peer_pd5" ""
   row "trainer time waiting for batches (default workers)" "$our_wait" "" "target < 5%"
   row "CV Dice 2d fold 0 at equal budget (20x50 it, batch 32)" "$ours" "$theirs" "difference $(python3 -c "print(f'{$ours-$theirs:+.4f}')")"
   row "equal-budget training incl. preprocessing, wall s" "$our_tr_s" "$peer_tr_s" "$(ratio "$peer_tr_s" "$our_tr_s") faster"

@@ -28,20 +28,7 @@ if [ ! -f "$ds/dataset.json" ]; then
   "$bin" synth "$ds" --cases 24 --modality CT --channels 1 --labels 2 --spacing 4.0,0.8,0.8 \
     --shape 24,128,128 --spacing-jitter 0.15 --seed 11 --name "$name"
 fi
-cat > "$out/synth.yaml" <<YAML
-name: synth
-dataset: $ds
-cache: $out/cache
-outputs: $out/runs
-device: cpu
-params:
-  configurations: [2d, 3d_fullres]
-stages:
-  fingerprint: {uses: fingerprint}
-  plan: {uses: plan, needs: [fingerprint]}
-  normalize: {uses: normalize, needs: [plan]}
-  resample: {uses: resample, needs: [normalize]}
-YAML
+bash scripts/preprocess-yaml.sh synth "$ds" "$out/cache" "$out/runs" > "$out/synth.yaml"
 secs() { python3 -c 'import sys; print(float(sys.argv[2]) - float(sys.argv[1]))' "$1" "$2"; }
 
 echo "parity-synth: ours (fingerprint + plan, then the timed preprocessing)"

@@ -308,13 +308,14 @@ pub enum BenchWhat {
         #[arg(long)]
         json: bool,
     },
-    /// One training step at a given batch size.
+    /// One training step (default: at the planned batch size).
     Step {
         run: PathBuf,
         #[arg(long, default_value = "3d_fullres")]
         configuration: String,
-        #[arg(long, default_value_t = 2)]
-        batch_size: usize,
+        /// Batch size (default: the plan's).
+        #[arg(long)]
+        batch_size: Option<usize>,
         #[arg(long, default_value_t = 3)]
         steps: usize,
         #[arg(long)]

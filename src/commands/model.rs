@@ -201,7 +201,7 @@ pub fn bench_augment(run: &Path, cfg: &str, batches: usize, as_json: bool) -> Re
 }
 
 /// `pipeline bench step RUN`: seconds per training step of the planned network.
-pub fn bench_step(run: &Path, cfg: &str, bs: usize, steps: usize, as_json: bool) -> Result<()> {
+pub fn bench_step(run: &Path, cfg: &str, bs: Option<usize>, steps: usize, as_json: bool) -> Result<()> {
     let (_store, plans) = run_store(run, cfg)?;
     let c = plans.configuration(cfg)?;
     let in_ch = c.normalization_schemes.len();
@@ -216,6 +216,7 @@ pub fn bench_step(run: &Path, cfg: &str, bs: usize, steps: usize, as_json: bool)
     let mut o = nnunet_net::trainer::TrainOptions::default();
     o.torch_threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     o.device = crate::device::parse_device("auto")?;
+    let bs = bs.unwrap_or(c.batch_size);
     if bs == 0 {
         bail!("--batch-size must be positive");
     }
