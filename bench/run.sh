@@ -64,7 +64,7 @@ tail -2 "$out/parity-synth.log"
 
 # --- cached rerun: nothing to do ---
 echo "bench: cached rerun overhead"
-ov=$("$bin" bench overhead -f "$out/hippocampus.yaml" --repeat 5 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["median_s"])')
+ov=$("$bin" bench overhead -f "$out/hippocampus.yaml" --repeat 5 --json | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["median_s"], 3))')
 row "rerun with nothing changed, wall s (nnU-Net reruns preprocessing)" "$ov" "$peer_pre_s" "$(ratio "$peer_pre_s" "$ov") faster"
 
 # --- augmentation, one thread ---
@@ -135,7 +135,7 @@ PYX
   row "pseudo-Dice anterior / posterior, mean of the last 5 epochs, equal budget" "$our_pd5" "$peer_pd5" ""
   row "trainer time waiting for batches (default workers)" "$our_wait" "" "target < 5%"
   row "CV Dice 2d fold 0 at equal budget (20x50 it, batch 32)" "$ours" "$theirs" "difference $(python3 -c "print(f'{$ours-$theirs:+.4f}')")"
-  row "equal-budget training incl. preprocessing, wall s" "$our_tr_s" "$peer_tr_s" "$(ratio "$peer_tr_s" "$our_tr_s") faster"
+  row "equal-budget training, wall s (ours incl. its preprocessing; nnU-Net training only)" "$our_tr_s" "$peer_tr_s" "$(ratio "$peer_tr_s" "$our_tr_s") faster"
   row "equal-budget training peak RSS, MB" "$((our_tr_kb / 1024))" "$((peer_tr_kb / 1024))" "$(ratio "$peer_tr_kb" "$our_tr_kb") less"
 fi
 
