@@ -25,7 +25,8 @@ impl StageKind for Fingerprint {
         "fingerprint"
     }
     fn version(&self) -> u32 {
-        1
+        // 2: foreground samples drawn as an exact multinomial (different draws from the same seed)
+        2
     }
     fn about(&self) -> &'static str {
         "crop to nonzero, spacing and shape statistics, foreground intensity properties (nnU-Net §2)"

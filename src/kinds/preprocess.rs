@@ -29,7 +29,8 @@ impl StageKind for Normalize {
         "normalize"
     }
     fn version(&self) -> u32 {
-        1
+        // 2: raw (uncompressed) chunks, flat chunk keys
+        2
     }
     fn about(&self) -> &'static str {
         "per case: transpose, crop to nonzero, intensity normalization (§3, §4.1)"
@@ -72,7 +73,8 @@ impl StageKind for Resample {
         "resample"
     }
     fn version(&self) -> u32 {
-        1
+        // 2: flat chunk keys, one chunk per array for small cases
+        2
     }
     fn about(&self) -> &'static str {
         "per configuration and case: resample to the target spacing, class locations, Zarr v3 store (§4)"
