@@ -1,8 +1,9 @@
 //! Embed an rpath to the torch wheel's lib/, so the binary finds libtorch without LD_LIBRARY_PATH.
 //!
 //! libtorch's CUDA part (`libtorch_cuda.so`) is deliberately *not* linked: `src/device.rs`
-//! `dlopen`s it when a unit may use a GPU (linking it made every process load cuDNN, cuBLAS,
-//! NCCL...: ~450 MB resident and ~0.3 s before `main`). The rpath lets that `dlopen` find it.
+//! `dlopen`s it at start-up where an NVIDIA driver exists (linking it made every process load
+//! cuDNN, cuBLAS, NCCL...: ~450 MB resident and ~0.3 s before `main`). The rpath lets that
+//! `dlopen` find it.
 //! `rustc-link-arg` only applies to the package that emits it, so this lives in the binary crate
 //! (see ARCHITECTURE.md, "Link").
 

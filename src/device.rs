@@ -1,10 +1,10 @@
-//! Device selection: `auto | cpu | cuda | cuda:N`, and loading libtorch's CUDA backend on demand.
+//! Device selection: `auto | cpu | cuda | cuda:N`, and loading libtorch's CUDA backend.
 //!
 //! The binary links only libtorch's CPU part. `libtorch_cuda.so` (and through it cuDNN, cuBLAS,
-//! NCCL, ...) is `dlopen`ed the first time a unit may use a GPU: its static initializers register
-//! the CUDA backend with c10, exactly as if it had been linked. Loaded at start-up it cost every
-//! process ~450 MB of resident memory and ~0.3 s, CPU-only work included (preprocessing, the
-//! engine, Slurm `exec-unit` jobs).
+//! NCCL, ...) is `dlopen`ed at start-up where an NVIDIA driver exists (and by `parse_device`
+//! otherwise): its static initializers register the CUDA backend with c10, exactly as if it had
+//! been linked. Linked, it cost every process ~450 MB of resident memory and ~0.3 s, CPU-only
+//! work included (preprocessing, the engine, Slurm `exec-unit` jobs).
 use anyhow::{bail, Result};
 use std::sync::OnceLock;
 use tch::Device;

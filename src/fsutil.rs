@@ -24,6 +24,19 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
 
 /// Writes `bytes` to `path` through a temporary file in the same directory, fsync, rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = write_via_temp(path, bytes, true)?;
+    fsync_dir(&dir)
+}
+
+/// Replaces `path` atomically (temporary file + rename) without fsync: safe against a kill;
+/// durable once the cache is synced (`Cache::sync`).
+pub fn write_replace(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_via_temp(path, bytes, false).map(drop)
+}
+
+/// Writes a temporary file beside `path` (fsynced if `sync`) and renames it over `path`;
+/// returns the folder.
+fn write_via_temp(path: &Path, bytes: &[u8], sync: bool) -> Result<PathBuf> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let tmp =
@@ -31,10 +44,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     {
         let mut f = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
         f.write_all(bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.sync_all()?;
+        if sync {
+            f.sync_all()?;
+        }
     }
     fs::rename(&tmp, path).with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
-    fsync_dir(dir)
+    Ok(dir.to_path_buf())
 }
 
 /// Makes everything written under `root` durable with one `syncfs(2)` of its filesystem: one
@@ -53,17 +68,6 @@ pub fn sync_tree(root: &Path) -> Result<()> {
 #[cfg(not(target_os = "linux"))]
 pub fn sync_tree(root: &Path) -> Result<()> {
     fsync_tree(root)
-}
-
-/// Replaces `path` atomically (temporary file + rename) without fsync: safe against a kill;
-/// durable once the cache is synced (`Cache::sync`).
-pub fn write_replace(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let tmp =
-        dir.join(format!(".{}.tmp-{}", path.file_name().and_then(|s| s.to_str()).unwrap_or("file"), unique_suffix()));
-    fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
 }
 
 /// fsyncs every file and directory under `root` (bottom-up), so a following rename publishes

@@ -119,13 +119,7 @@ fn kill_during_run_then_rerun_gives_the_same_artifacts() {
     let want = artifacts(&a.path().join("cache"));
 
     let b = Project::new(6, &pre);
-    let mut child = Command::new(common::bin())
-        .args(["run", "-j", "1"])
-        .current_dir(b.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = b.spawn(&["run", "-j", "1"], Stdio::null(), Stdio::null());
     // Kill -9 once some (not all) preprocessing artifacts exist.
     let t0 = Instant::now();
     loop {
@@ -158,15 +152,7 @@ fn concurrent_runs_do_not_corrupt_the_cache() {
     let p = Project::new(5, &pre);
     // Cases big enough that the first run still holds the lock when the second starts.
     p.synth_with(10, 0, &["--shape", "24,96,96"]);
-    let spawn = || {
-        Command::new(common::bin())
-            .args(["run", "--json", "-j", "1"])
-            .current_dir(p.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let spawn = || p.spawn(&["run", "--json", "-j", "1"], Stdio::piped(), Stdio::piped());
     let c1 = spawn();
     let c2 = spawn();
     let o1 = c1.wait_with_output().unwrap();
@@ -183,12 +169,7 @@ fn concurrent_runs_do_not_corrupt_the_cache() {
         || String::from_utf8_lossy(&o2.stderr).contains("waiting for another");
     assert!(waited, "neither run reported waiting for the lock");
     // And --no-wait refuses clearly while a run holds the lock.
-    let holder = Command::new(common::bin())
-        .args(["run", "--force", "fingerprint"])
-        .current_dir(p.path())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let holder = p.spawn(&["run", "--force", "fingerprint"], Stdio::inherit(), Stdio::null());
     std::thread::sleep(Duration::from_millis(300));
     let refused = p.cmd(&["run", "--no-wait"]);
     let mut holder = holder;
@@ -251,13 +232,7 @@ fn killed_training_resumes_from_its_latest_checkpoint() {
     }
     .text();
     let p = Project::new(4, &text);
-    let mut child = Command::new(common::bin())
-        .args(["run", "-j", "2"])
-        .current_dir(p.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = p.spawn(&["run", "-j", "2"], Stdio::null(), Stdio::null());
     // Wait for a resumable checkpoint of epoch >= 2 in the training work folder, then kill -9.
     let t0 = Instant::now();
     let mut killed_at = None;
@@ -308,7 +283,7 @@ fn killed_training_resumes_from_its_latest_checkpoint() {
 /// process it must load from the torch wheel and register CUDA with libtorch.
 #[test]
 fn cuda_backend_loads_at_run_time() {
-    let out = std::process::Command::new(common::bin()).args(["device", "--json"]).output().unwrap();
+    let out = Command::new(common::bin()).args(["device", "--json"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     if v["cuda_backend_loaded"] != true {

@@ -112,6 +112,7 @@ impl StageKind for EnsembleSelect {
         let cfgs: Vec<String> = by_cfg.keys().cloned().collect();
         if ctx.param_bool("ensembles")? {
             let mode = segmentation_mode(&labels);
+            let num_foreground = labels.foreground_labels().len();
             let fold_nums: Vec<usize> = folds.iter().filter_map(|f| f.parse().ok()).collect();
             for (a, b) in candidate_pairs(cfgs.len()) {
                 let name = ensemble_name(&cfgs[a], &cfgs[b], &fold_nums);
@@ -126,7 +127,7 @@ impl StageKind for EnsembleSelect {
                     .par_iter()
                     .map(|(id, pa, pb)| {
                         let out = dir.join(format!("{id}.nii.gz"));
-                        ensemble_case(pa, pb, &mode, labels.foreground_labels().len(), &out)?;
+                        ensemble_case(pa, pb, &mode, num_foreground, &out)?;
                         Ok((evaluate_pair(&reference(id)?, &out, &classes, labels.ignore)?, (id.clone(), out)))
                     })
                     .collect::<Result<_>>()?;

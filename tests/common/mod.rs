@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_pipeline"))
@@ -125,6 +125,11 @@ impl Project {
         args.extend_from_slice(extra);
         let out = self.cmd(&args);
         assert!(out.status.success(), "synth failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Starts `pipeline ARGS` in the project without waiting (for kill and concurrency tests).
+    pub fn spawn(&self, args: &[&str], stdout: Stdio, stderr: Stdio) -> Child {
+        Command::new(bin()).args(args).current_dir(self.path()).stdout(stdout).stderr(stderr).spawn().expect("spawn")
     }
 
     pub fn cmd(&self, args: &[&str]) -> Output {

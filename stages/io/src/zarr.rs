@@ -102,7 +102,8 @@ fn zstd_compress(bytes: &[u8], level: i32) -> io::Result<Vec<u8>> {
         if c.as_ref().is_none_or(|(l, _)| *l != level) {
             *c = Some((level, zstd::bulk::Compressor::new(level)?));
         }
-        c.as_mut().map(|(_, z)| z.compress(bytes)).unwrap_or_else(|| zstd::bulk::compress(bytes, level))
+        let (_, z) = c.as_mut().expect("compressor set above");
+        z.compress(bytes)
     })
 }
 
@@ -112,7 +113,7 @@ fn zstd_decompress(raw: &[u8], capacity: usize) -> io::Result<Vec<u8>> {
         if d.is_none() {
             *d = Some(zstd::bulk::Decompressor::new()?);
         }
-        d.as_mut().map(|z| z.decompress(raw, capacity)).unwrap_or_else(|| zstd::bulk::decompress(raw, capacity))
+        d.as_mut().expect("decompressor set above").decompress(raw, capacity)
     })
 }
 
