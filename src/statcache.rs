@@ -40,10 +40,21 @@ fn stamp(md: &std::fs::Metadata) -> Stamp {
     }
 }
 
+/// Files up to this size are read rather than memory-mapped: mapping and unmapping a small file
+/// costs more than reading it (each `munmap` shoots down TLBs on every core, which in a VM took
+/// more time than hashing a 70 KB image).
+const READ_LIMIT: u64 = 8 << 20;
+
 /// blake3 of a file's content (memory-mapped for large files).
 pub fn hash_file(path: &Path) -> Result<String> {
     let mut h = blake3::Hasher::new();
-    h.update_mmap(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let ctx = || format!("cannot read {}", path.display());
+    let small = std::fs::metadata(path).map(|m| m.len() <= READ_LIMIT).unwrap_or(false);
+    if small {
+        h.update(&std::fs::read(path).with_context(ctx)?);
+    } else {
+        h.update_mmap(path).with_context(ctx)?;
+    }
     Ok(h.finalize().to_hex().to_string())
 }
 
