@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check (issue "Training", device item), in two halves:
 #
-#   bash scripts/gpu-check.sh prepare   # here: copy the release binary and the Hippocampus data
+#   bash scripts/gpu-check.sh prepare   # here: copy the release binary (pipeline-torch) and the data
 #                                       # into .device/ (git-ignored, ~45 MB: carry it)
 #   bash scripts/gpu-check.sh run       # on the GPU machine (no Rust there), from the repo root
 #
@@ -18,16 +18,18 @@ prepare)
   [ -x "$bin" ] || { echo "gpu-check: build first (make build)" >&2; exit 2; }
   [ -f ../shared/data/Task04_Hippocampus/dataset.json ] || { echo "gpu-check: ../shared/data/Task04_Hippocampus is absent" >&2; exit 2; }
   rm -rf "$dev"; mkdir -p "$dev/data"
-  cp "$bin" "$dev/pipeline"
+  # pipeline-torch runs every command itself (the engine binary would hand over to it anyway),
+  # so it alone travels: both binaries and the data would pass the 64 MiB carry limit.
+  cp "$bin-torch" "$dev/pipeline-torch"
   cp -r ../shared/data/Task04_Hippocampus "$dev/data/"
   du -sh "$dev"
   echo "gpu-check: carry [\"$dev\"] and run: bash scripts/gpu-check.sh run"
   ;;
 run)
-  [ -x "$dev/pipeline" ] || { echo "gpu-check: run 'prepare' first and carry $dev" >&2; exit 2; }
+  [ -x "$dev/pipeline-torch" ] || { echo "gpu-check: run 'prepare' first and carry $dev" >&2; exit 2; }
   LD_LIBRARY_PATH="$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))')/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   export LD_LIBRARY_PATH
-  bin="$dev/pipeline"
+  bin="$dev/pipeline-torch"
   echo "== pipeline device"; "$bin" device
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
   cat > "$dev/gpu.yaml" <<YAML

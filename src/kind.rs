@@ -102,6 +102,11 @@ pub trait StageKind: Send + Sync {
     fn resumable(&self) -> bool {
         false
     }
+    /// Kinds whose `run` needs libtorch (`pipeline-torch`); the engine binary hands a run over
+    /// before it would build one of their units.
+    fn torch(&self) -> bool {
+        false
+    }
     /// Produces the artifact in `ctx.out`.
     fn run(&self, ctx: &RunCtx) -> Result<()>;
 }

@@ -95,6 +95,57 @@ enum State {
     Skipped,
 }
 
+/// Which units a run considers: `--until` keeps a stage and its upstream closure; `--only` runs
+/// one stage and requires its upstream to be cached; `--force` rebuilds stages.
+pub struct Selection {
+    pub selected: Vec<bool>,
+    /// Units that must already be cached (`--only`'s upstream).
+    pub cache_only: Vec<bool>,
+    /// Stage indices to rebuild.
+    pub forced: HashSet<usize>,
+}
+
+impl Selection {
+    pub fn of(dag: &crate::dag::Dag, opts: &RunOptions) -> Result<Selection> {
+        let n = dag.units.len();
+        let mut selected = vec![true; n];
+        let mut cache_only = vec![false; n];
+        if let Some(s) = &opts.until {
+            selected = dag.closure_of_stage(dag.stage_index(s)?);
+        }
+        if let Some(s) = &opts.only {
+            let si = dag.stage_index(s)?;
+            let closure = dag.closure_of_stage(si);
+            for u in 0..n {
+                selected[u] = selected[u] && closure[u];
+                cache_only[u] = closure[u] && dag.units[u].stage != si;
+            }
+        }
+        let mut forced: HashSet<usize> = HashSet::new();
+        for s in &opts.force {
+            forced.insert(dag.stage_index(s)?);
+        }
+        Ok(Selection { selected, cache_only, forced })
+    }
+}
+
+/// Whether a run of `session` with `opts` would build a unit of a libtorch kind (one that is
+/// selected, not `--only`'s cached upstream, and not already cached or forced).
+pub fn builds_torch_unit(session: &Session, opts: &RunOptions) -> Result<bool> {
+    let dag = &session.dag;
+    let sel = Selection::of(dag, opts)?;
+    let torch = |u: usize| sel.selected[u] && !sel.cache_only[u] && dag.units[u].kind.torch();
+    if !(0..dag.units.len()).any(torch) {
+        return Ok(false);
+    }
+    let states = session.evaluate()?;
+    Ok((0..dag.units.len()).any(|u| {
+        torch(u)
+            && (sel.forced.contains(&dag.units[u].stage)
+                || !matches!(states[u], crate::session::UnitState::Fresh { .. }))
+    }))
+}
+
 /// Executes one unit: lock, re-check the cache, build in a staging dir, commit.
 pub fn execute_unit(
     session: &Session,
@@ -183,25 +234,7 @@ pub fn run_local(session: &Session, opts: &RunOptions) -> Result<RunReport> {
     let n = dag.units.len();
     let order = dag.unit_order();
 
-    // Selection: --until keeps a stage and its upstream closure; --only runs one stage and
-    // requires its upstream to be cached.
-    let mut selected = vec![true; n];
-    let mut cache_only = vec![false; n];
-    if let Some(s) = &opts.until {
-        selected = dag.closure_of_stage(dag.stage_index(s)?);
-    }
-    if let Some(s) = &opts.only {
-        let si = dag.stage_index(s)?;
-        let closure = dag.closure_of_stage(si);
-        for u in 0..n {
-            selected[u] = selected[u] && closure[u];
-            cache_only[u] = closure[u] && dag.units[u].stage != si;
-        }
-    }
-    let mut forced: HashSet<usize> = HashSet::new();
-    for s in &opts.force {
-        forced.insert(dag.stage_index(s)?);
-    }
+    let Selection { selected, cache_only, forced } = Selection::of(dag, opts)?;
 
     let mut manifests: Vec<Option<Manifest>> = vec![None; n];
     let mut state = vec![State::Waiting; n];

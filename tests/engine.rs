@@ -279,8 +279,9 @@ fn killed_training_resumes_from_its_latest_checkpoint() {
     assert_eq!(epochs, (0..12).collect::<Vec<u64>>());
 }
 
-/// libtorch's CUDA part is not linked but loaded at run time (src/device.rs): in a fresh
-/// process it must load from the torch wheel and register CUDA with libtorch.
+/// libtorch's CUDA part is not linked but loaded at run time (pipeline-torch's device.rs): in a
+/// fresh process (`pipeline` hands `device` over to `pipeline-torch`) it must load from the
+/// torch wheel and register CUDA with libtorch.
 #[test]
 fn cuda_backend_loads_at_run_time() {
     let out = Command::new(common::bin()).args(["device", "--json"]).output().unwrap();
@@ -294,4 +295,27 @@ fn cuda_backend_loads_at_run_time() {
     if v["cuda_available"] == false {
         assert_eq!(v["auto"], "cpu", "{v}");
     }
+}
+
+/// The engine binary does not link libtorch (src/torch.rs); `pipeline-torch`, next to it, does.
+/// A libtorch command hands over to it, and without it the error names the missing file.
+#[test]
+fn engine_binary_does_not_link_libtorch_and_hands_over() {
+    let has = |bytes: &[u8], needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    let engine = std::fs::read(common::bin()).unwrap();
+    let torch_bin = common::bin().with_file_name("pipeline-torch");
+    let torch = std::fs::read(&torch_bin).unwrap_or_else(|e| panic!("{}: {e}", torch_bin.display()));
+    assert!(!has(&engine, b"libtorch_cpu.so"), "the engine binary links libtorch");
+    assert!(has(&torch, b"libtorch_cpu.so"), "pipeline-torch does not link libtorch");
+
+    // Alone in a folder, the engine still runs its own commands and names what is missing.
+    let d = tempfile::tempdir().unwrap();
+    let lone = d.path().join("pipeline");
+    std::fs::copy(common::bin(), &lone).unwrap();
+    let out = Command::new(&lone).args(["--version"]).output().unwrap();
+    assert!(out.status.success());
+    let out = Command::new(&lone).args(["device", "--json"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pipeline-torch") && err.contains("missing"), "{err}");
 }

@@ -12,15 +12,8 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     match a.what {
         BenchWhat::Nifti { dataset, json } => nifti(&dataset, json),
         BenchWhat::Overhead { pipeline, repeat, json } => overhead(&pipeline, repeat, json),
-        BenchWhat::Augment { run, configuration, batches, json } => {
-            super::model::bench_augment(&run, &configuration, batches, json)
-        }
-        BenchWhat::Predict { run, configuration, images, cases, json } => {
-            super::model::bench_predict(&run, &configuration, images.as_deref(), cases, json)
-        }
-        BenchWhat::Step { run, configuration, batch_size, steps, json } => {
-            super::model::bench_step(&run, &configuration, batch_size, steps, json)
-        }
+        // Augmentation, train step and prediction run libtorch code (`pipeline-torch`).
+        other => crate::torch::require()?.command(crate::cli::Command::Bench(BenchArgs { what: other })),
     }
 }
 

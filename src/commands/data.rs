@@ -1,4 +1,4 @@
-//! `synth`, `verify`, `evaluate`.
+//! `synth`, `verify`, `evaluate`, `report`.
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::json;
@@ -156,4 +156,13 @@ pub fn print_summary(s: &nnunet_eval::summary::Summary, out: &Path) {
     }
     println!("  {:<12} {:>8.4} {:>8.4}", "foreground", s.foreground_mean.dice, s.foreground_mean.iou);
     println!("summary: {}", out.display());
+}
+
+/// `pipeline report [RUN] [-o DIR]`.
+pub fn report(a: crate::cli::ReportArgs) -> Result<()> {
+    let run = super::resolve_run_dir(a.run.as_deref())?;
+    let out = a.output.clone().unwrap_or_else(|| run.join("report"));
+    let summary = nnunet_report::write_report(&run, &out).with_context(|| format!("report of {}", run.display()))?;
+    print!("{}", nnunet_report::text_summary(&summary));
+    Ok(())
 }

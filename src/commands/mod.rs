@@ -13,7 +13,6 @@ use crate::statcache::StatCache;
 
 mod bench;
 mod data;
-mod model;
 mod pipeline;
 
 pub fn init_logging(level: &str, json: bool) {
@@ -36,13 +35,12 @@ pub fn dispatch(cmd: Command) -> Result<()> {
         Command::Gc(a) => pipeline::gc(a),
         Command::Cancel(a) => pipeline::cancel(a),
         Command::ExecUnit(a) => pipeline::exec_unit(a),
-        Command::Device(a) => device(a.json),
+        // libtorch commands: `pipeline-torch` runs them (the engine binary hands over).
+        c @ (Command::Device(_) | Command::Predict(_) | Command::Export(_)) => crate::torch::require()?.command(c),
         Command::Synth(a) => data::synth(a),
         Command::Verify(a) => data::verify(a),
         Command::Evaluate(a) => data::evaluate(a),
-        Command::Predict(a) => model::predict(a),
-        Command::Export(a) => model::export(a),
-        Command::Report(a) => model::report(a),
+        Command::Report(a) => data::report(a),
         Command::Bench(a) => bench::bench(a),
     }
 }
@@ -113,26 +111,4 @@ pub fn resolve_run_dir(run: Option<&Path>) -> Result<std::path::PathBuf> {
         bail!("run folder {} does not exist yet: run `pipeline run` first", dir.display());
     }
     Ok(dir)
-}
-
-/// `pipeline device`: the CUDA backend as this binary sees it (what a GPU machine's check runs).
-fn device(as_json: bool) -> Result<()> {
-    let backend = crate::device::load_cuda_backend();
-    let v = serde_json::json!({
-        "cuda_backend_loaded": backend.is_ok(),
-        "cuda_backend_error": backend.err(),
-        "cuda_registered": tch::utils::has_cudart(),
-        "cuda_available": tch::Cuda::is_available(),
-        "cuda_device_count": tch::Cuda::device_count(),
-        "cudnn_available": tch::Cuda::cudnn_is_available(),
-        "auto": crate::device::device_name(crate::device::parse_device("auto")?),
-    });
-    if as_json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        for (k, val) in v.as_object().into_iter().flatten() {
-            println!("{k}: {val}");
-        }
-    }
-    Ok(())
 }

@@ -19,22 +19,28 @@ pub fn run(a: RunArgs) -> Result<()> {
         "slurm" => return run_slurm(&a, variants),
         other => bail!("unknown executor '{other}': expected local or slurm"),
     }
+    let (cache, stat) = open_cache(&variants[0])?;
+    let opts_for = |jobs: usize| RunOptions {
+        jobs,
+        until: a.until.clone(),
+        only: a.only.clone(),
+        force: a.force.clone(),
+        progress: !a.json,
+    };
+    // The engine binary builds no libtorch unit itself: before anything is written, a run that
+    // has one to build becomes a `pipeline-torch` run (same arguments).
+    if crate::torch::backend().is_none() && needs_torch(&variants, &cache, &stat, a.jobs, &opts_for(1))? {
+        match crate::torch::handoff()? {}
+    }
     runner::install_signal_handlers();
     // One lock for all variants: they share the cache.
-    let (cache, stat) = open_cache(&variants[0])?;
     let _lock = cache.lock_run(!a.no_wait)?;
     cache.clean_tmp()?;
     let mut reports = Vec::new();
     let mut first_err = None;
     for spec in variants {
         let session = open_session(spec, &cache, &stat, a.jobs)?;
-        let opts = RunOptions {
-            jobs: session.env.cpus,
-            until: a.until.clone(),
-            only: a.only.clone(),
-            force: a.force.clone(),
-            progress: !a.json,
-        };
+        let opts = opts_for(session.env.cpus);
         let report = runner::run_local(&session, &opts);
         stat.save()?;
         let report = report?;
@@ -63,6 +69,25 @@ pub fn run(a: RunArgs) -> Result<()> {
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// Whether any variant would build a unit of a libtorch kind. Pipelines without such a stage
+/// are answered from the file alone (no session, no hashing).
+fn needs_torch(
+    variants: &[crate::config::PipelineSpec],
+    cache: &crate::cache::Cache,
+    stat: &crate::statcache::StatCache,
+    jobs: Option<usize>,
+    opts: &RunOptions,
+) -> Result<bool> {
+    let kinds = crate::kinds::registry();
+    for spec in variants {
+        let has_torch_stage = spec.stages.iter().any(|st| kinds.iter().any(|k| k.torch() && k.name() == st.uses.value));
+        if has_torch_stage && runner::builds_torch_unit(&open_session(spec.clone(), cache, stat, jobs)?, opts)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 pub fn status(a: StatusArgs) -> Result<()> {
@@ -353,6 +378,9 @@ pub fn exec_unit(a: ExecUnitArgs) -> Result<()> {
         .iter()
         .position(|x| x.id.to_string() == a.unit)
         .ok_or_else(|| anyhow!("no unit {} in this pipeline", a.unit))?;
+    if session.dag.units[u].kind.torch() && crate::torch::backend().is_none() {
+        match crate::torch::handoff()? {}
+    }
     let states = session.evaluate()?;
     let manifests: Vec<_> = states
         .iter()

@@ -10,10 +10,10 @@ use nnunet_io::dataset::{Case, Dataset};
 mod fingerprint;
 pub mod plan;
 mod postprocess;
-mod predict;
+pub mod predict;
 mod preprocess;
 pub mod select;
-mod train;
+pub mod train;
 
 /// Every built-in stage kind.
 pub fn registry() -> &'static [&'static dyn StageKind] {
@@ -51,12 +51,12 @@ pub fn preflight(kind_name: &str, _kind: &dyn StageKind, ds: &Dataset, cases: &[
     )
 }
 
-pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_slice(&bytes).with_context(|| format!("cannot parse {}", path.display()))
 }
 
-pub(crate) fn write_json<T: Serialize + ?Sized>(path: &Path, v: &T) -> Result<()> {
+pub fn write_json<T: Serialize + ?Sized>(path: &Path, v: &T) -> Result<()> {
     if let Some(p) = path.parent() {
         std::fs::create_dir_all(p)?;
     }
@@ -66,7 +66,7 @@ pub(crate) fn write_json<T: Serialize + ?Sized>(path: &Path, v: &T) -> Result<()
 
 /// Files in `dir` whose name ends with `ending` (hidden files skipped), sorted; empty if the
 /// folder does not exist.
-pub(crate) fn list_files(dir: &Path, ending: &str) -> Vec<std::path::PathBuf> {
+pub fn list_files(dir: &Path, ending: &str) -> Vec<std::path::PathBuf> {
     let mut v: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
@@ -76,26 +76,4 @@ pub(crate) fn list_files(dir: &Path, ending: &str) -> Vec<std::path::PathBuf> {
         .collect();
     v.sort();
     v
-}
-
-/// A trained network kept alive with its weights (the `VarStore` owns the tensors).
-struct LoadedNetwork {
-    _vs: tch::nn::VarStore,
-    net: nnunet_net::unet::UNet,
-}
-
-impl nnunet_infer::SegNetwork for LoadedNetwork {
-    fn forward(&self, x: &tch::Tensor) -> tch::Tensor {
-        tch::nn::ModuleT::forward_t(&self.net, x, false)
-    }
-}
-
-/// Builds the network of a checkpoint folder (`model.safetensors` + `meta.json`) for inference.
-pub fn network_loader(
-    dir: &Path,
-    arch: &nnunet_prep::plans::Architecture,
-    device: tch::Device,
-) -> std::result::Result<Box<dyn nnunet_infer::SegNetwork>, String> {
-    let (vs, net, _meta) = nnunet_net::checkpoint::load_network(dir, arch, device).map_err(|e| e.to_string())?;
-    Ok(Box::new(LoadedNetwork { _vs: vs, net }))
 }

@@ -139,8 +139,8 @@ impl StageKind for Plan {
         let ids: Vec<String> = ds.cases.iter().map(|c| c.id.clone()).collect();
         let user = ds.root.join("splits_final.json");
         let splits = if user.is_file() {
-            let s = nnunet_net::split::read_splits(&user).with_context(|| format!("reading {}", user.display()))?;
-            nnunet_net::split::check_splits(&s, &ids)
+            let s = nnunet_prep::split::read_splits(&user).with_context(|| format!("reading {}", user.display()))?;
+            nnunet_prep::split::check_splits(&s, &ids)
                 .with_context(|| format!("{} does not match the dataset", user.display()))?;
             s
         } else {
@@ -148,9 +148,9 @@ impl StageKind for Plan {
             if ids.len() < k {
                 bail!("{} training cases cannot be split into {k} folds; set plan.num_folds lower", ids.len());
             }
-            nnunet_net::split::kfold_splits(&ids, k, ctx.param_i64("split_seed")? as u64)
+            nnunet_prep::split::kfold_splits(&ids, k, ctx.param_i64("split_seed")? as u64)
         };
-        nnunet_net::split::write_splits(&ctx.out.join("splits_final.json"), &splits)?;
+        nnunet_prep::split::write_splits(&ctx.out.join("splits_final.json"), &splits)?;
         Ok(())
     }
 }

@@ -65,7 +65,7 @@ impl StageKind for Postprocess {
         let dir = ctx.out.join("cv_predictions");
         std::fs::create_dir_all(&dir)?;
         for ((pair, seg), header) in pairs.iter().zip(&outcome.segmentations).zip(&headers) {
-            nnunet_infer::write_segmentation(&dir.join(&pair.name), seg, header, fg.len())?;
+            nnunet_eval::segmentation::write_segmentation(&dir.join(&pair.name), seg, header, fg.len())?;
         }
         Ok(())
     }

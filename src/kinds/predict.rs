@@ -1,15 +1,14 @@
 //! `predict`: segments a folder of the dataset (`imagesTs` by default) with the chosen
-//! configuration(s), all trained folds and the post-processing decision (§9, §10).
+//! configuration(s), all trained folds and the post-processing decision (§9, §10). The
+//! declaration and input discovery live here; the libtorch body is `pipeline-torch`'s `predict.rs`.
 
 use anyhow::{anyhow, bail, Result};
-use serde_json::json;
+use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
-use super::write_json;
 use crate::kind::{value_str, ExecEnv, Reads, Resources, RunCtx, StageKind, UnitView};
-use crate::model::{discover_cases, predict_cases, Model, ModelConfiguration, PredictOptions};
 use crate::params::{ParamSpec, ParamType, STR};
-use nnunet_io::dataset::{Case, Dataset};
+use nnunet_io::dataset::{Case, Dataset, ImageRef};
 
 pub struct Predict;
 
@@ -33,7 +32,7 @@ pub fn dataset_subdir(ds: &Dataset, rel: &str, what: &str) -> Result<PathBuf> {
     Ok(ds.root.join(p))
 }
 
-fn input_cases(ds: &Dataset, images: &str) -> Result<Vec<Case>> {
+pub fn input_cases(ds: &Dataset, images: &str) -> Result<Vec<Case>> {
     if images == "imagesTs" {
         return Ok(ds.test_cases.iter().map(|c| Case { label: None, ..c.clone() }).collect());
     }
@@ -70,55 +69,77 @@ impl StageKind for Predict {
         input_cases(ds, &images).map(|cs| cs.iter().flat_map(|c| c.files()).collect()).unwrap_or_default()
     }
     fn resources(&self, _unit: &UnitView, env: &ExecEnv) -> Resources {
-        Resources {
-            cpus: env.cpus.max(1),
-            gpu: env.device.starts_with("cuda") || (env.device == "auto" && crate::device::cuda_available()),
-        }
+        Resources { cpus: env.cpus.max(1), gpu: crate::torch::may_use_gpu(&env.device) }
+    }
+    fn torch(&self) -> bool {
+        true
     }
     fn run(&self, ctx: &RunCtx) -> Result<()> {
-        let plan = ctx.input("plan")?;
-        let select = ctx.input("ensemble-select")?;
-        let chosen: serde_json::Value = super::read_json(&select.join("chosen.json"))?;
-        let members: Vec<String> = chosen["members"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|m| m.as_str().map(String::from)).collect())
-            .ok_or_else(|| anyhow!("{}: no members", select.join("chosen.json").display()))?;
-        let mut configurations: Vec<ModelConfiguration> = Vec::new();
-        for i in ctx.inputs_of("train-fold") {
-            let cfg = i.coords.get("configuration").map(value_str).unwrap_or_default();
-            let fold = i.coords.get("fold").map(value_str).unwrap_or_default();
-            let dir = i.dir.join(nnunet_net::checkpoint::FINAL);
-            match configurations.iter_mut().find(|c| c.name == cfg) {
-                Some(c) => c.folds.push((fold, dir)),
-                None => configurations.push(ModelConfiguration { name: cfg, folds: vec![(fold, dir)] }),
-            }
-        }
-        let pp = ctx.input("postprocess")?.join("postprocessing.json");
-        let model =
-            Model::new(plan.join("plans.json"), plan.join("dataset.json"), Some(pp), members, configurations, chosen)?;
-        let images = ctx.param_str("images")?;
-        let cases = input_cases(ctx.dataset, &images)?;
-        if cases.is_empty() {
-            bail!("predict: no images in {}/{images}", ctx.dataset.root.display());
-        }
-        let opts = PredictOptions {
-            tta: ctx.param_bool("tta")?,
-            device: crate::device::parse_device(&ctx.env.device)?,
-            save_probabilities: ctx.param_bool("save_probabilities")?,
-            postprocessing: true,
-        };
-        let t0 = std::time::Instant::now();
-        let timings = predict_cases(&model, &cases, &ctx.out, &opts, ctx.progress, &|| ctx.cancelled())?;
-        write_json(
-            &ctx.out.join("prediction.json"),
-            &json!({
-                "model": model.describe(),
-                "members": model.members,
-                "cases": timings,
-                "seconds": t0.elapsed().as_secs_f64(),
-                "tta": opts.tta,
-                "device": crate::device::device_name(opts.device),
-            }),
-        )
+        crate::torch::run_unit(self.name(), ctx)
     }
+}
+
+/// Finds the cases of an input folder: nnU-Net naming (`CASE_0000.nii.gz`, one file per
+/// channel) or one file per case (a 3D file for one channel, a 4D file for several). A single
+/// file is one case.
+pub fn discover_cases(input: &Path, file_ending: &str, num_channels: usize) -> Result<Vec<Case>> {
+    let single = |p: &Path| -> Result<Case> {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let stem = name
+            .strip_suffix(file_ending)
+            .or_else(|| name.strip_suffix(".nii.gz"))
+            .or_else(|| name.strip_suffix(".nii"));
+        let stem = stem.ok_or_else(|| anyhow!("{}: not a {file_ending} file", p.display()))?;
+        // A file named like channel 0 of nnU-Net's naming stands for its case.
+        let id = match stem.rsplit_once('_') {
+            Some((id, ch)) if ch.len() == 4 && ch.chars().all(|c| c.is_ascii_digit()) && num_channels == 1 => id,
+            _ => stem,
+        };
+        let images = if num_channels == 1 {
+            vec![ImageRef { path: p.to_path_buf(), channel_in_file: None }]
+        } else {
+            (0..num_channels).map(|c| ImageRef { path: p.to_path_buf(), channel_in_file: Some(c) }).collect()
+        };
+        Ok(Case { id: id.to_string(), images, label: None })
+    };
+    if input.is_file() {
+        return Ok(vec![single(input)?]);
+    }
+    if !input.is_dir() {
+        bail!("input {} does not exist", input.display());
+    }
+    let files = crate::kinds::list_files(input, file_ending);
+    let mut by_case: BTreeMap<String, BTreeMap<usize, PathBuf>> = BTreeMap::new();
+    let mut plain = Vec::new();
+    for f in &files {
+        let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let stem = &name[..name.len() - file_ending.len()];
+        match stem.rsplit_once('_') {
+            Some((id, ch)) if ch.len() == 4 && ch.chars().all(|c| c.is_ascii_digit()) => {
+                by_case.entry(id.to_string()).or_default().insert(ch.parse().unwrap_or(0), f.clone());
+            }
+            _ => plain.push(f.clone()),
+        }
+    }
+    let mut cases = Vec::new();
+    for (id, chans) in by_case {
+        let mut images = Vec::new();
+        for c in 0..num_channels {
+            let p = chans.get(&c).ok_or_else(|| {
+                anyhow!("case {id}: channel {c} is missing ({}/{id}_{c:04}{file_ending}); the model needs {num_channels} channel(s)", input.display())
+            })?;
+            images.push(ImageRef { path: p.clone(), channel_in_file: None });
+        }
+        if let Some(extra) = chans.keys().find(|&&c| c >= num_channels) {
+            bail!("case {id}: channel {extra} is present but the model takes {num_channels} channel(s)");
+        }
+        cases.push(Case { id, images, label: None });
+    }
+    for p in plain {
+        cases.push(single(&p)?);
+    }
+    if cases.is_empty() {
+        bail!("no {file_ending} images in {}", input.display());
+    }
+    Ok(cases)
 }

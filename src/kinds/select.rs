@@ -205,5 +205,5 @@ fn ensemble_case(a: &Path, b: &Path, mode: &SegmentationMode, num_foreground: us
     }
     let (_, seg) = ensemble_segmentation(&[&pa, &pb], sa[0], [sa[1], sa[2], sa[3]], mode)?;
     let header = nnunet_io::nifti::read_header(a)?;
-    Ok(nnunet_infer::write_segmentation(out, &seg, &header, num_foreground)?)
+    Ok(nnunet_eval::segmentation::write_segmentation(out, &seg, &header, num_foreground)?)
 }

@@ -1,20 +1,14 @@
 //! `train-fold`: trains one configuration on one cross-validation fold (§6–§8), then predicts
 //! the fold's validation cases at full resolution and scores them against the original labels
 //! (§7.3). Runs in a persistent work directory, so a killed run resumes from its latest
-//! checkpoint.
+//! checkpoint. The declaration lives here; the libtorch body is `pipeline-torch`'s `train.rs`.
 
-use anyhow::{anyhow, bail, Context, Result};
-use serde_json::json;
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+use anyhow::Result;
+use std::path::PathBuf;
 
-use super::{read_json, write_json};
 use crate::kind::{ExecEnv, Reads, Resources, RunCtx, StageKind, UnitView};
 use crate::params::{ParamSpec, ParamType, NON_NEG, POSITIVE, POS_FLOAT};
-use nnunet_eval::summary::{CaseResult, Summary};
 use nnunet_io::dataset::Dataset;
-use nnunet_io::table::{Column, Table};
-use nnunet_prep::plans::{Plans, ResolvedConfiguration};
 
 pub struct TrainFold;
 
@@ -149,212 +143,15 @@ impl StageKind for TrainFold {
     fn resources(&self, unit: &UnitView, env: &ExecEnv) -> Resources {
         let workers = unit.params.get("workers").and_then(|w| w.as_u64()).unwrap_or(0) as usize;
         let workers = if workers == 0 { env.cpus.saturating_sub(1).max(1) } else { workers };
-        Resources {
-            cpus: workers + 1,
-            gpu: env.device.starts_with("cuda") || (env.device == "auto" && crate::device::cuda_available()),
-        }
+        Resources { cpus: workers + 1, gpu: crate::torch::may_use_gpu(&env.device) }
     }
     fn resumable(&self) -> bool {
         true
     }
+    fn torch(&self) -> bool {
+        true
+    }
     fn run(&self, ctx: &RunCtx) -> Result<()> {
-        let plan_dir = ctx.input("plan")?;
-        let plans: Plans = read_json(&plan_dir.join("plans.json"))?;
-        let cfg_name = ctx.coord("configuration")?;
-        let cfg = plans.configuration(&cfg_name).with_context(|| format!("configuration {cfg_name}"))?;
-        let labels = super::plan::read_labels(plan_dir)?;
-        let fold = ctx.coord("fold")?;
-        let (train_ids, val_ids) = fold_cases(&plan_dir.join("splits_final.json"), &fold)?;
-        let store = ctx.input("resample")?.join(format!("{}.zarr", cfg.data_identifier));
-        let device = crate::device::parse_device(&ctx.env.device)?;
-        let opts = train_options(ctx, device)?;
-
-        // Attempt history (resumes are visible in the artifact).
-        let attempts_path = ctx.out.join("attempts.json");
-        let mut attempts: Vec<serde_json::Value> =
-            if attempts_path.is_file() { read_json(&attempts_path)? } else { vec![] };
-        let start_epoch = nnunet_net::checkpoint::latest_epoch(&ctx.out).unwrap_or(0);
-        attempts.push(json!({"start_epoch": start_epoch, "started": crate::cache::now_rfc3339(), "device": crate::device::device_name(device)}));
-        write_json(&attempts_path, &attempts)?;
-
-        crate::alloc::keep_large_allocations();
-        let total = opts.epochs as u64;
-        let log_path = ctx.out.join("log.parquet");
-        let mut on_epoch = |records: &[nnunet_net::trainer::EpochRecord]| -> Result<bool> {
-            if let Some(r) = records.last() {
-                (ctx.progress)(
-                    r.epoch as u64 + 1,
-                    total,
-                    &format!(
-                        "loss {:.3} val {:.3} dice {:.3} ema {:.3}",
-                        r.train_loss, r.val_loss, r.mean_fg_dice, r.ema_fg_dice
-                    ),
-                );
-            }
-            epoch_table(records).write_parquet(&log_path)?;
-            Ok(!ctx.cancelled())
-        };
-        let outcome = nnunet_net::trainer::train_fold(
-            &opts,
-            &plans,
-            &cfg,
-            &labels,
-            &store,
-            &train_ids,
-            &val_ids,
-            &ctx.out,
-            &mut on_epoch,
-        )
-        .with_context(|| format!("training {cfg_name} fold {fold}"))?;
-        ctx.check_cancel()?;
-        write_json(&ctx.out.join("training.json"), &outcome)?;
-
-        if ctx.param_bool("validate")? {
-            validate(ctx, &plans, &cfg, &labels, &store, &val_ids, device)?;
-        }
-        // Like nnU-Net: the resumable checkpoint goes once training has finished.
-        let latest = ctx.out.join("checkpoint_latest");
-        if latest.exists() {
-            std::fs::remove_dir_all(&latest).ok();
-        }
-        Ok(())
+        crate::torch::run_unit(self.name(), ctx)
     }
-}
-
-/// Train and validation case ids of a fold (`all`: every case in both).
-fn fold_cases(splits_file: &Path, fold: &str) -> Result<(Vec<String>, Vec<String>)> {
-    let splits = nnunet_net::split::read_splits(splits_file)?;
-    if fold == "all" {
-        let mut all: Vec<String> = splits.iter().flat_map(|s| s.val.clone()).collect();
-        all.sort();
-        return Ok((all.clone(), all));
-    }
-    let f: usize = fold.parse().map_err(|_| anyhow!("fold '{fold}' is not a number or 'all'"))?;
-    let s = splits.get(f).ok_or_else(|| anyhow!("fold {f} does not exist: the split has {} folds", splits.len()))?;
-    Ok((s.train.clone(), s.val.clone()))
-}
-
-fn train_options(ctx: &RunCtx, device: tch::Device) -> Result<nnunet_net::trainer::TrainOptions> {
-    use nnunet_net::trainer::{LossKind, OptimizerKind, TrainOptions};
-    use nnunet_net::unet::{NetOptions, Nonlin, Norm};
-    let mut o = TrainOptions::default();
-    o.epochs = ctx.param_i64("epochs")? as usize;
-    o.iterations_per_epoch = ctx.param_i64("iterations_per_epoch")? as usize;
-    o.val_iterations = ctx.param_i64("val_iterations")? as usize;
-    let bs = ctx.param_i64("batch_size")? as usize;
-    o.batch_size = (bs > 0).then_some(bs);
-    let cap = ctx.param_i64("features_cap")? as usize;
-    o.features_cap = (cap > 0).then_some(cap as i64);
-    o.optimizer = match ctx.param_str("optimizer")?.as_str() {
-        "adam" => OptimizerKind::AdamPlateau,
-        _ => OptimizerKind::SgdNesterov,
-    };
-    let lr = ctx.param_f64("initial_lr")?;
-    if lr > 0.0 {
-        o.initial_lr = Some(lr);
-    }
-    o.weight_decay = ctx.param_f64("weight_decay")?;
-    o.grad_clip = ctx.param_f64("grad_clip")?;
-    o.loss = match ctx.param_str("loss")?.as_str() {
-        "ce" => LossKind::Ce,
-        "dice" => LossKind::Dice,
-        _ => LossKind::DiceCe,
-    };
-    o.net = NetOptions {
-        norm: match ctx.param_str("norm")?.as_str() {
-            "batch" => Norm::Batch,
-            "none" => Norm::None,
-            _ => Norm::Instance,
-        },
-        nonlin: match ctx.param_str("nonlin")?.as_str() {
-            "relu" => Nonlin::Relu,
-            _ => Nonlin::LeakyRelu,
-        },
-        deep_supervision: ctx.param_bool("deep_supervision")?,
-    };
-    o.augment = ctx.param_bool("augment")?;
-    o.oversample_foreground = ctx.param_f64("oversample")?;
-    let w = ctx.param_i64("workers")? as usize;
-    o.workers = if w == 0 { ctx.env.cpus.saturating_sub(1).max(1) } else { w };
-    o.seed = ctx.param_i64("seed")? as u64;
-    o.save_every = ctx.param_i64("save_every")? as usize;
-    o.mixed_precision = ctx.param_bool("mixed_precision")?;
-    o.device = device;
-    o.torch_threads = ctx.env.cpus.max(1);
-    Ok(o)
-}
-
-/// Per-epoch rows for `log.parquet`.
-fn epoch_table(records: &[nnunet_net::trainer::EpochRecord]) -> Table {
-    let f = |g: &dyn Fn(&nnunet_net::trainer::EpochRecord) -> f64| Column::F64(records.iter().map(g).collect());
-    let mut t = Table::new()
-        .with("epoch", Column::I64(records.iter().map(|r| r.epoch as i64).collect()))
-        .with("train_loss", f(&|r| r.train_loss))
-        .with("val_loss", f(&|r| r.val_loss))
-        .with("mean_fg_dice", f(&|r| r.mean_fg_dice))
-        .with("ema_fg_dice", f(&|r| r.ema_fg_dice))
-        .with("lr", f(&|r| r.lr))
-        .with("epoch_seconds", f(&|r| r.epoch_seconds))
-        .with("data_wait_seconds", f(&|r| r.data_wait_seconds));
-    let n = records.first().map_or(0, |r| r.pseudo_dice.len());
-    for k in 0..n {
-        let key = records[0].pseudo_dice[k].0.clone();
-        t = t.with(&format!("dice_{key}"), f(&|r| r.pseudo_dice.get(k).map_or(f64::NAN, |d| d.1)));
-    }
-    t
-}
-
-/// §7.3: predict every validation case with the final checkpoint (sliding window, Gaussian,
-/// mirroring), export to the original geometry, store probabilities for ensembling, score.
-fn validate(
-    ctx: &RunCtx,
-    plans: &Plans,
-    cfg: &ResolvedConfiguration,
-    labels: &nnunet_io::labels::Labels,
-    store: &Path,
-    val_ids: &[String],
-    device: tch::Device,
-) -> Result<()> {
-    use nnunet_infer::export::{export_prediction, write_probabilities, write_segmentation};
-    use nnunet_infer::predictor::{LabelSpec, Predictor};
-    let out = ctx.out.join("validation");
-    std::fs::create_dir_all(&out)?;
-    let mut sw = nnunet_infer::sliding_window::SlidingWindowOptions::default();
-    sw.device = device;
-    let predictor = Predictor::from_checkpoints(&[ctx.out.join("checkpoint_final")], cfg, sw, &super::network_loader)?;
-    let spec = LabelSpec::from_labels(labels);
-    let classes = nnunet_eval::classes::from_labels(labels);
-    let tta = ctx.param_bool("validation_tta")?;
-    let mut results = Vec::new();
-    let t0 = Instant::now();
-    for (i, id) in val_ids.iter().enumerate() {
-        ctx.check_cancel()?;
-        (ctx.progress)(i as u64, val_ids.len() as u64, &format!("validating {id}"));
-        let case = ctx.dataset.case(id).ok_or_else(|| anyhow!("validation case {id} is not in the dataset"))?;
-        let cs =
-            nnunet_prep::store::CaseStore::open(&store.join(id)).with_context(|| format!("preprocessed case {id}"))?;
-        let data = cs.read_data()?;
-        let logits = predictor.predict_preprocessed(&data, tta)?;
-        let ex = export_prediction(&logits, cs.properties(), plans, cfg, &spec.mode, true)?;
-        let header = nnunet_io::nifti::read_header(&case.images[0].path)?;
-        let seg_path = out.join(format!("{id}.nii.gz"));
-        write_segmentation(&seg_path, &ex.segmentation, &header, spec.foreground_labels.len())?;
-        if let Some(p) = &ex.probabilities {
-            write_probabilities(&out.join(format!("{id}{}", super::select::PROBS_SUFFIX)), p, json!({"case": id}))?;
-        }
-        let label = case.label.as_ref().ok_or_else(|| anyhow!("validation case {id} has no label file"))?;
-        let r: CaseResult = nnunet_eval::folder::evaluate_pair(label, &seg_path, &classes, labels.ignore)?;
-        results.push(r);
-    }
-    if results.is_empty() {
-        bail!("fold has no validation cases");
-    }
-    let summary = Summary::from_cases(classes, results);
-    summary.write_json(&out.join("summary.json"))?;
-    summary.per_case_table().write_parquet(&out.join("metrics.parquet"))?;
-    write_json(
-        &out.join("timing.json"),
-        &json!({"cases": val_ids.len(), "seconds": t0.elapsed().as_secs_f64(), "tta": tta}),
-    )?;
-    Ok(())
 }

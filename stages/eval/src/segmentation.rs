@@ -3,9 +3,11 @@
 //! `regions_class_order` for regions.
 
 use crate::error::{EvalError, Result};
+use nnunet_io::nifti::{write_nifti, NiftiHeader};
 use nnunet_io::volume::numel;
 use nnunet_io::Volume;
 use serde::{Deserialize, Serialize};
+use std::path::Path;
 
 /// How channels map to labels.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +113,42 @@ pub fn apply_inference_nonlinearity(scores: &mut [f32], num_channels: usize, mod
             }
         }
     }
+}
+
+/// nnU-Net writes uint8 with fewer than 255 foreground labels, else uint16 (§9.4 step 4).
+pub fn needs_u16(num_foreground_labels: usize) -> bool {
+    num_foreground_labels >= 255
+}
+
+/// Step 5: writes a segmentation with the geometry of `template` (the input image's header):
+/// same shape, affine, spacing and orientation. Fails when the shapes differ.
+pub fn write_segmentation(
+    path: &Path,
+    seg: &Volume<i16>,
+    template: &NiftiHeader,
+    num_foreground_labels: usize,
+) -> Result<()> {
+    let t3 = template.to_3d();
+    if t3.shape_zyx() != seg.shape {
+        return Err(EvalError::Invalid(format!(
+            "{}: segmentation of shape {:?} does not match the input image's shape {:?}",
+            path.display(),
+            seg.shape,
+            t3.shape_zyx()
+        )));
+    }
+    if let Some(&v) = seg.data.iter().find(|&&v| v < 0) {
+        return Err(EvalError::Invalid(format!("{}: negative label {v} in a segmentation", path.display())));
+    }
+    if needs_u16(num_foreground_labels) {
+        write_nifti(path, &t3, &seg.map(|v| v as u16))?;
+    } else {
+        if let Some(&v) = seg.data.iter().find(|&&v| v > 255) {
+            return Err(EvalError::Invalid(format!("{}: label {v} does not fit uint8", path.display())));
+        }
+        write_nifti(path, &t3, &seg.map(|v| v as u8))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

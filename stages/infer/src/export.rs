@@ -13,7 +13,7 @@
 
 use crate::error::{InferError, Result};
 use nnunet_eval::segmentation::{apply_inference_nonlinearity, scores_to_segmentation, ScoreKind, SegmentationMode};
-use nnunet_io::nifti::{write_nifti, NiftiHeader};
+pub use nnunet_eval::segmentation::{needs_u16, write_segmentation};
 use nnunet_io::volume::numel;
 use nnunet_io::zarr::{WriteOptions, ZarrArray};
 use nnunet_io::Volume;
@@ -181,42 +181,6 @@ pub fn resample_logits_to_segmentation(
         )?
     };
     Ok(scores_to_segmentation(&data, logits.num_channels, target_shape, mode, ScoreKind::Logits)?)
-}
-
-/// nnU-Net writes uint8 with fewer than 255 foreground labels, else uint16 (§9.4 step 4).
-pub fn needs_u16(num_foreground_labels: usize) -> bool {
-    num_foreground_labels >= 255
-}
-
-/// Step 5: writes a segmentation with the geometry of `template` (the input image's header):
-/// same shape, affine, spacing and orientation. Fails when the shapes differ.
-pub fn write_segmentation(
-    path: &Path,
-    seg: &Volume<i16>,
-    template: &NiftiHeader,
-    num_foreground_labels: usize,
-) -> Result<()> {
-    let t3 = template.to_3d();
-    if t3.shape_zyx() != seg.shape {
-        return Err(InferError::Invalid(format!(
-            "{}: segmentation of shape {:?} does not match the input image's shape {:?}",
-            path.display(),
-            seg.shape,
-            t3.shape_zyx()
-        )));
-    }
-    if let Some(&v) = seg.data.iter().find(|&&v| v < 0) {
-        return Err(InferError::Invalid(format!("{}: negative label {v} in a segmentation", path.display())));
-    }
-    if needs_u16(num_foreground_labels) {
-        write_nifti(path, &t3, &seg.map(|v| v as u16))?;
-    } else {
-        if let Some(&v) = seg.data.iter().find(|&&v| v > 255) {
-            return Err(InferError::Invalid(format!("{}: label {v} does not fit uint8", path.display())));
-        }
-        write_nifti(path, &t3, &seg.map(|v| v as u8))?;
-    }
-    Ok(())
 }
 
 /// Step 6: stores probabilities as an f32 Zarr array `[C, Z, Y, X]` at `dir` (one chunk per

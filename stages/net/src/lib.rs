@@ -6,7 +6,7 @@
 //! - [`sampler`]: nnU-Net's patch sampling with foreground oversampling (§8.1).
 //! - [`loader`]: multithreaded, deterministic batch production.
 //! - [`trainer`]: the fold trainer (§7), with [`schedule`], [`optim`], [`checkpoint`], [`plot`].
-//! - [`split`]: the 5-fold cross-validation split (§7.4).
+//! - [`split`]: the 5-fold cross-validation split (§7.4), re-exported from `nnunet_prep`.
 //! - [`bench`]: timing helpers for augmentation and train steps.
 pub mod augment;
 pub mod bench;
@@ -20,7 +20,8 @@ pub mod optim;
 pub mod plot;
 pub mod sampler;
 pub mod schedule;
-pub mod split;
+/// Cross-validation splits live with the planning code (the plan stage writes them).
+pub use nnunet_prep::split;
 pub mod trainer;
 pub mod unet;
 

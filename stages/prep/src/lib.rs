@@ -21,6 +21,7 @@ pub mod plans;
 pub mod preprocess;
 pub mod resample;
 pub mod rng;
+pub mod split;
 pub mod stats;
 pub mod store;
 pub mod topology;

@@ -12,7 +12,7 @@ use nnunet_eval::postprocess::{apply_postprocessing, PostprocessingDecision};
 use nnunet_infer::bundle::LoadedBundle;
 use nnunet_infer::export::write_segmentation;
 use nnunet_infer::predictor::{CaseOptions, LabelSpec, Predictor};
-use nnunet_io::dataset::{Case, ImageRef};
+use nnunet_io::dataset::Case;
 use nnunet_io::labels::Labels;
 use nnunet_prep::plans::Plans;
 
@@ -52,8 +52,8 @@ impl Model {
         configurations: Vec<ModelConfiguration>,
         info: Value,
     ) -> Result<Model> {
-        let plans: Plans = crate::kinds::read_json(&plans_json)?;
-        let dj: Value = crate::kinds::read_json(&dataset_json)?;
+        let plans: Plans = engine::kinds::read_json(&plans_json)?;
+        let dj: Value = engine::kinds::read_json(&dataset_json)?;
         let labels = Labels::from_v2_json(&dj["labels"], dj.get("regions_class_order").filter(|r| !r.is_null()))
             .map_err(|e| anyhow!("{}: {e}", dataset_json.display()))?;
         let file_ending = dj.get("file_ending").and_then(|v| v.as_str()).unwrap_or(".nii.gz").to_string();
@@ -99,7 +99,7 @@ impl Model {
     /// `ensemble-select` stage, the folds its `train-fold` stage trained, the decision of its
     /// `postprocess` stage (if it has one).
     pub fn from_run(run_dir: &Path) -> Result<Model> {
-        let run_json: Value = crate::kinds::read_json(&run_dir.join("run.json"))
+        let run_json: Value = engine::kinds::read_json(&run_dir.join("run.json"))
             .with_context(|| format!("{} is not a run folder (run `pipeline run` first)", run_dir.display()))?;
         let units = run_json["units"].as_array().cloned().unwrap_or_default();
         let view = |kind: &str| -> Vec<(Value, PathBuf)> {
@@ -120,7 +120,7 @@ impl Model {
         };
         let plan = one("plan")?;
         let select = one("ensemble-select")?;
-        let chosen: Value = crate::kinds::read_json(&select.join("chosen.json"))?;
+        let chosen: Value = engine::kinds::read_json(&select.join("chosen.json"))?;
         let members: Vec<String> = chosen["members"]
             .as_array()
             .map(|a| a.iter().filter_map(|m| m.as_str().map(String::from)).collect())
@@ -252,71 +252,6 @@ pub struct CaseTiming {
     pub seconds: f64,
 }
 
-/// Finds the cases of an input folder: nnU-Net naming (`CASE_0000.nii.gz`, one file per
-/// channel) or one file per case (a 3D file for one channel, a 4D file for several). A single
-/// file is one case.
-pub fn discover_cases(input: &Path, file_ending: &str, num_channels: usize) -> Result<Vec<Case>> {
-    let single = |p: &Path| -> Result<Case> {
-        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        let stem = name
-            .strip_suffix(file_ending)
-            .or_else(|| name.strip_suffix(".nii.gz"))
-            .or_else(|| name.strip_suffix(".nii"));
-        let stem = stem.ok_or_else(|| anyhow!("{}: not a {file_ending} file", p.display()))?;
-        // A file named like channel 0 of nnU-Net's naming stands for its case.
-        let id = match stem.rsplit_once('_') {
-            Some((id, ch)) if ch.len() == 4 && ch.chars().all(|c| c.is_ascii_digit()) && num_channels == 1 => id,
-            _ => stem,
-        };
-        let images = if num_channels == 1 {
-            vec![ImageRef { path: p.to_path_buf(), channel_in_file: None }]
-        } else {
-            (0..num_channels).map(|c| ImageRef { path: p.to_path_buf(), channel_in_file: Some(c) }).collect()
-        };
-        Ok(Case { id: id.to_string(), images, label: None })
-    };
-    if input.is_file() {
-        return Ok(vec![single(input)?]);
-    }
-    if !input.is_dir() {
-        bail!("input {} does not exist", input.display());
-    }
-    let files = crate::kinds::list_files(input, file_ending);
-    let mut by_case: BTreeMap<String, BTreeMap<usize, PathBuf>> = BTreeMap::new();
-    let mut plain = Vec::new();
-    for f in &files {
-        let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        let stem = &name[..name.len() - file_ending.len()];
-        match stem.rsplit_once('_') {
-            Some((id, ch)) if ch.len() == 4 && ch.chars().all(|c| c.is_ascii_digit()) => {
-                by_case.entry(id.to_string()).or_default().insert(ch.parse().unwrap_or(0), f.clone());
-            }
-            _ => plain.push(f.clone()),
-        }
-    }
-    let mut cases = Vec::new();
-    for (id, chans) in by_case {
-        let mut images = Vec::new();
-        for c in 0..num_channels {
-            let p = chans.get(&c).ok_or_else(|| {
-                anyhow!("case {id}: channel {c} is missing ({}/{id}_{c:04}{file_ending}); the model needs {num_channels} channel(s)", input.display())
-            })?;
-            images.push(ImageRef { path: p.clone(), channel_in_file: None });
-        }
-        if let Some(extra) = chans.keys().find(|&&c| c >= num_channels) {
-            bail!("case {id}: channel {extra} is present but the model takes {num_channels} channel(s)");
-        }
-        cases.push(Case { id, images, label: None });
-    }
-    for p in plain {
-        cases.push(single(&p)?);
-    }
-    if cases.is_empty() {
-        bail!("no {file_ending} images in {}", input.display());
-    }
-    Ok(cases)
-}
-
 /// Segments `cases` with `model` into `out` (`CASE.nii.gz`, the input image's geometry; with
 /// `save_probabilities` also `CASE.probs.zarr`). Cases are written atomically, one by one.
 pub fn predict_cases(
@@ -328,7 +263,7 @@ pub fn predict_cases(
     cancel: &dyn Fn() -> bool,
 ) -> Result<Vec<CaseTiming>> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    crate::alloc::keep_large_allocations();
+    engine::alloc::keep_large_allocations();
     let spec = LabelSpec::from_labels(&model.labels);
     let order = model.prediction_order()?;
     let mut predictors: BTreeMap<String, Predictor> = BTreeMap::new();
@@ -336,7 +271,7 @@ pub fn predict_cases(
         let cfg = model.plans.configuration(cfg_name)?;
         let mut sw = nnunet_infer::sliding_window::SlidingWindowOptions::default();
         sw.device = opts.device;
-        let p = Predictor::from_checkpoints(&model.folds_of(cfg_name)?, &cfg, sw, &crate::kinds::network_loader)
+        let p = Predictor::from_checkpoints(&model.folds_of(cfg_name)?, &cfg, sw, &crate::network_loader)
             .with_context(|| format!("loading {cfg_name}"))?;
         predictors.insert(cfg_name.clone(), p);
     }
@@ -390,7 +325,7 @@ pub fn predict_cases(
                 &[&a.data, &b.data],
                 a.num_channels,
                 a.shape,
-                &crate::kinds::select::segmentation_mode(&model.labels),
+                &engine::kinds::select::segmentation_mode(&model.labels),
             )?;
             (seg, Some(nnunet_infer::export::Logits::new(a.num_channels, a.shape, avg)?))
         } else {
@@ -407,7 +342,7 @@ pub fn predict_cases(
         std::fs::rename(&tmp, out.join(&name))?;
         if opts.save_probabilities {
             if let Some(p) = &probabilities {
-                let dir = out.join(format!("{}{}", case.id, crate::kinds::select::PROBS_SUFFIX));
+                let dir = out.join(format!("{}{}", case.id, engine::kinds::select::PROBS_SUFFIX));
                 let _ = std::fs::remove_dir_all(&dir);
                 nnunet_infer::export::write_probabilities(&dir, p, json!({"case": case.id}))?;
             }

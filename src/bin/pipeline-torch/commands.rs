@@ -1,13 +1,15 @@
-//! `predict`, `export`, `report`, and the model benchmarks (`bench augment`, `bench step`).
+//! The libtorch commands: `predict`, `export`, `device`, and the model benchmarks
+//! (`bench augment`, `bench step`, `bench predict`).
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::{print_json, resolve_run_dir};
-use crate::cli::{ExportArgs, PredictArgs, ReportArgs};
-use crate::model::{discover_cases, predict_cases, Model, PredictOptions};
+use crate::model::{predict_cases, Model, PredictOptions};
+use engine::cli::{ExportArgs, PredictArgs};
+use engine::commands::{print_json, resolve_run_dir};
+use engine::kinds::predict::discover_cases;
 use nnunet_infer::predictor::Predictor;
 
 fn progress_bar(len: u64, hidden: bool) -> indicatif::ProgressBar {
@@ -138,18 +140,9 @@ pub fn export(a: ExportArgs) -> Result<()> {
     Ok(())
 }
 
-/// `pipeline report [RUN] [-o DIR]`.
-pub fn report(a: ReportArgs) -> Result<()> {
-    let run = resolve_run_dir(a.run.as_deref())?;
-    let out = a.output.clone().unwrap_or_else(|| run.join("report"));
-    let summary = nnunet_report::write_report(&run, &out).with_context(|| format!("report of {}", run.display()))?;
-    print!("{}", nnunet_report::text_summary(&summary));
-    Ok(())
-}
-
 /// The preprocessed store of a configuration in a run (`resample` stage output).
 fn run_store(run: &Path, cfg: &str) -> Result<(PathBuf, nnunet_prep::plans::Plans)> {
-    let run_json: serde_json::Value = crate::kinds::read_json(&run.join("run.json"))?;
+    let run_json: serde_json::Value = engine::kinds::read_json(&run.join("run.json"))?;
     let units = run_json["units"].as_array().cloned().unwrap_or_default();
     let find = |kind: &str, cfg: Option<&str>| -> Option<PathBuf> {
         units
@@ -159,7 +152,7 @@ fn run_store(run: &Path, cfg: &str) -> Result<(PathBuf, nnunet_prep::plans::Plan
             .map(|u| run.join(u["view"].as_str().unwrap_or_default()))
     };
     let plan = find("plan", None).ok_or_else(|| anyhow!("run {} has no plan stage", run.display()))?;
-    let plans: nnunet_prep::plans::Plans = crate::kinds::read_json(&plan.join("plans.json"))?;
+    let plans: nnunet_prep::plans::Plans = engine::kinds::read_json(&plan.join("plans.json"))?;
     let cfg_res = plans.configuration(cfg)?;
     let store = find("resample", Some(cfg))
         .ok_or_else(|| anyhow!("run {} has no resample output for {cfg}", run.display()))?
@@ -205,13 +198,13 @@ pub fn bench_step(run: &Path, cfg: &str, bs: Option<usize>, steps: usize, as_jso
     let (_store, plans) = run_store(run, cfg)?;
     let c = plans.configuration(cfg)?;
     let in_ch = c.normalization_schemes.len();
-    let run_json: serde_json::Value = crate::kinds::read_json(&run.join("run.json"))?;
+    let run_json: serde_json::Value = engine::kinds::read_json(&run.join("run.json"))?;
     let plan_view = run_json["units"]
         .as_array()
         .and_then(|u| u.iter().find(|u| u["kind"] == "plan"))
         .and_then(|u| u["view"].as_str())
         .ok_or_else(|| anyhow!("run {} has no plan stage", run.display()))?;
-    let labels = crate::kinds::plan::read_labels(&run.join(plan_view))?;
+    let labels = engine::kinds::plan::read_labels(&run.join(plan_view))?;
     let num_classes = nnunet_infer::predictor::LabelSpec::from_labels(&labels).num_outputs();
     let mut o = nnunet_net::trainer::TrainOptions::default();
     o.torch_threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -220,7 +213,7 @@ pub fn bench_step(run: &Path, cfg: &str, bs: Option<usize>, steps: usize, as_jso
     if bs == 0 {
         bail!("--batch-size must be positive");
     }
-    crate::alloc::keep_large_allocations();
+    engine::alloc::keep_large_allocations();
     let b = nnunet_net::bench::time_train_step(&c, in_ch, num_classes, bs, steps, &o)?;
     let r = json!({"configuration": cfg, "batch_size": b.batch_size, "parameters": b.parameters, "steps": b.steps,
         "seconds_per_step": b.seconds_per_step, "first_step_seconds": b.first_step_seconds,
@@ -244,15 +237,15 @@ pub fn bench_step(run: &Path, cfg: &str, bs: Option<usize>, steps: usize, as_jso
 pub fn bench_predict(run: &Path, cfg: &str, images: Option<&Path>, n: usize, as_json: bool) -> Result<()> {
     let (_store, plans) = run_store(run, cfg)?;
     let c = plans.configuration(cfg)?;
-    let run_json: serde_json::Value = crate::kinds::read_json(&run.join("run.json"))?;
+    let run_json: serde_json::Value = engine::kinds::read_json(&run.join("run.json"))?;
     let plan_view = run_json["units"]
         .as_array()
         .and_then(|u| u.iter().find(|u| u["kind"] == "plan"))
         .and_then(|u| u["view"].as_str())
         .ok_or_else(|| anyhow!("run {} has no plan stage", run.display()))?;
     let plan_dir = run.join(plan_view);
-    let dj: serde_json::Value = crate::kinds::read_json(&plan_dir.join("dataset.json"))?;
-    let labels = crate::kinds::plan::read_labels(&plan_dir)?;
+    let dj: serde_json::Value = engine::kinds::read_json(&plan_dir.join("dataset.json"))?;
+    let labels = engine::kinds::plan::read_labels(&plan_dir)?;
     let spec = nnunet_infer::predictor::LabelSpec::from_labels(&labels);
     let in_ch = c.normalization_schemes.len();
     let ending = dj["file_ending"].as_str().unwrap_or(".nii.gz").to_string();
@@ -302,7 +295,7 @@ pub fn bench_predict(run: &Path, cfg: &str, images: Option<&Path>, n: usize, as_
         (0..nd).collect(),
         sw,
     )?;
-    crate::alloc::keep_large_allocations();
+    engine::alloc::keep_large_allocations();
     let tmp = tempfile::tempdir()?;
     let b = nnunet_infer::bench::bench_predict(&predictor, &cases, &plans, &c, &spec, tmp.path(), &|_, _| {})?;
     let r = json!({"configuration": cfg, "cases": b.cases, "seconds_per_case_no_mirroring": b.seconds_per_case_no_mirroring,
@@ -314,5 +307,27 @@ pub fn bench_predict(run: &Path, cfg: &str, images: Option<&Path>, n: usize, as_
         "predict {cfg}: {} case(s): {:.3} s/case without mirroring, {:.3} s/case with",
         b.cases, b.seconds_per_case_no_mirroring, b.seconds_per_case_mirroring
     );
+    Ok(())
+}
+
+/// `pipeline device`: the CUDA backend as this binary sees it (what a GPU machine's check runs).
+pub fn device(as_json: bool) -> Result<()> {
+    let backend = crate::device::load_cuda_backend();
+    let v = serde_json::json!({
+        "cuda_backend_loaded": backend.is_ok(),
+        "cuda_backend_error": backend.err(),
+        "cuda_registered": tch::utils::has_cudart(),
+        "cuda_available": tch::Cuda::is_available(),
+        "cuda_device_count": tch::Cuda::device_count(),
+        "cudnn_available": tch::Cuda::cudnn_is_available(),
+        "auto": crate::device::device_name(crate::device::parse_device("auto")?),
+    });
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        for (k, val) in v.as_object().into_iter().flatten() {
+            println!("{k}: {val}");
+        }
+    }
     Ok(())
 }

@@ -1,10 +1,10 @@
 //! Device selection: `auto | cpu | cuda | cuda:N`, and loading libtorch's CUDA backend.
 //!
-//! The binary links only libtorch's CPU part. `libtorch_cuda.so` (and through it cuDNN, cuBLAS,
+//! `pipeline-torch` links only libtorch's CPU part. `libtorch_cuda.so` (and through it cuDNN, cuBLAS,
 //! NCCL, ...) is `dlopen`ed at start-up where an NVIDIA driver exists (and by `parse_device`
 //! otherwise): its static initializers register the CUDA backend with c10, exactly as if it had
 //! been linked. Linked, it cost every process ~450 MB of resident memory and ~0.3 s, CPU-only
-//! work included (preprocessing, the engine, Slurm `exec-unit` jobs).
+//! work included.
 use anyhow::{bail, Result};
 use std::sync::OnceLock;
 use tch::Device;
@@ -39,10 +39,7 @@ pub fn load_cuda_backend() -> Result<(), String> {
 /// call can run before it: libtorch caches its CUDA hooks on first use (e.g. `manual_seed`),
 /// and a backend loaded after that is never seen. CPU-only machines skip it (no driver, no GPU).
 pub fn load_cuda_backend_if_driver() {
-    let driver = ["/proc/driver/nvidia/version", "/dev/nvidia0", "/dev/nvidiactl"]
-        .iter()
-        .any(|p| std::path::Path::new(p).exists());
-    if driver {
+    if engine::torch::nvidia_driver_present() {
         if let Err(e) = load_cuda_backend() {
             tracing::warn!("an NVIDIA driver is present but libtorch's CUDA backend did not load: {e}");
         }

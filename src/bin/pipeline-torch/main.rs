@@ -1,0 +1,97 @@
+//! `pipeline-torch`: the engine plus the libtorch adapters — `train-fold` and `predict` units,
+//! and the `device`, `predict`, `export` and `bench augment|step|predict` commands.
+//!
+//! Same command line as `pipeline`, which hands over to this binary (`exec`, same arguments)
+//! whenever libtorch is needed; everything else is the engine's (see `engine::torch`).
+
+mod commands;
+mod device;
+mod model;
+mod predict;
+mod train;
+
+use anyhow::{bail, Result};
+use clap::Parser;
+use engine::cli::{BenchWhat, Command};
+use engine::kind::RunCtx;
+use std::io::Write;
+use std::path::Path;
+
+struct Torch;
+
+impl engine::torch::TorchUnits for Torch {
+    fn run(&self, kind: &str, ctx: &RunCtx) -> Result<()> {
+        match kind {
+            "train-fold" => train::run(ctx),
+            "predict" => predict::run(ctx),
+            other => bail!("internal: {other} is not a libtorch kind"),
+        }
+    }
+    fn command(&self, cmd: Command) -> Result<()> {
+        match cmd {
+            Command::Device(a) => commands::device(a.json),
+            Command::Predict(a) => commands::predict(a),
+            Command::Export(a) => commands::export(a),
+            Command::Bench(b) => match b.what {
+                BenchWhat::Augment { run, configuration, batches, json } => {
+                    commands::bench_augment(&run, &configuration, batches, json)
+                }
+                BenchWhat::Predict { run, configuration, images, cases, json } => {
+                    commands::bench_predict(&run, &configuration, images.as_deref(), cases, json)
+                }
+                BenchWhat::Step { run, configuration, batch_size, steps, json } => {
+                    commands::bench_step(&run, &configuration, batch_size, steps, json)
+                }
+                other => engine::commands::dispatch(Command::Bench(engine::cli::BenchArgs { what: other })),
+            },
+            other => engine::commands::dispatch(other),
+        }
+    }
+    fn cuda_available(&self) -> bool {
+        device::cuda_available()
+    }
+}
+
+/// A trained network kept alive with its weights (the `VarStore` owns the tensors).
+struct LoadedNetwork {
+    _vs: tch::nn::VarStore,
+    net: nnunet_net::unet::UNet,
+}
+
+impl nnunet_infer::SegNetwork for LoadedNetwork {
+    fn forward(&self, x: &tch::Tensor) -> tch::Tensor {
+        tch::nn::ModuleT::forward_t(&self.net, x, false)
+    }
+}
+
+/// Builds the network of a checkpoint folder (`model.safetensors` + `meta.json`) for inference.
+pub fn network_loader(
+    dir: &Path,
+    arch: &nnunet_prep::plans::Architecture,
+    device: tch::Device,
+) -> std::result::Result<Box<dyn nnunet_infer::SegNetwork>, String> {
+    let (vs, net, _meta) = nnunet_net::checkpoint::load_network(dir, arch, device).map_err(|e| e.to_string())?;
+    Ok(Box::new(LoadedNetwork { _vs: vs, net }))
+}
+
+fn main() {
+    engine::alloc::reuse_case_buffers();
+    let cli = engine::cli::Cli::parse();
+    engine::commands::init_logging(&cli.log, cli.log_json);
+    device::load_cuda_backend_if_driver();
+    engine::torch::install(&Torch);
+    let code = match engine::commands::dispatch(cli.command) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    };
+    // Leave without running C++ global destructors: libtorch's operator-registry teardown
+    // takes ~0.1 s at every exit. Everything of ours is written and closed by now; flush the
+    // standard streams and go.
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: `_exit` ends the process; no Rust state is used afterwards.
+    unsafe { libc::_exit(code) }
+}
