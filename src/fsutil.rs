@@ -65,6 +65,42 @@ pub fn sync_tree(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Writes dirty data of `root`'s file system back while a run is still producing it, so the
+/// run's closing [`sync_tree`] (the durability barrier before `run.json`) finds little left:
+/// a background thread calls `syncfs` every `period` until the `Flusher` is dropped. Without it
+/// the barrier flushed a whole preprocessing run's ~200 MB at the end (0.17 s of a 2 s run on
+/// Hippocampus) instead of overlapping it with computation.
+pub struct Flusher {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Flusher {
+    pub fn start(root: &Path, period: std::time::Duration) -> Flusher {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, root) = (stop.clone(), root.to_path_buf());
+        let spawned = std::thread::Builder::new().name("flusher".into()).spawn(move || {
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(period);
+                if flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                // Best effort: the closing barrier reports errors.
+                let _ = sync_tree(&root);
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::debug!("no background flusher: {e}");
+        }
+        Flusher { stop }
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 #[cfg(not(target_os = "linux"))]
 pub fn sync_tree(root: &Path) -> Result<()> {
     fsync_tree(root)

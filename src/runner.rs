@@ -284,6 +284,7 @@ pub fn run_local(session: &Session, opts: &RunOptions) -> Result<RunReport> {
         crate::kinds::preflight(kname, kind, &session.dataset, &cases)?;
     }
 
+    let _flusher = crate::fsutil::Flusher::start(&session.cache.root, std::time::Duration::from_millis(250));
     let (tx, rx) = mpsc::channel::<(usize, Result<(Manifest, bool)>, f64, f64)>();
     let mut running = 0usize;
     let mut cpus_used = 0usize;
