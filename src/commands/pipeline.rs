@@ -30,6 +30,8 @@ pub fn run(a: RunArgs) -> Result<()> {
     // The engine binary builds no libtorch unit itself: before anything is written, a run that
     // has one to build becomes a `pipeline-torch` run (same arguments).
     if crate::torch::backend().is_none() && needs_torch(&variants, &cache, &stat, a.jobs, &opts_for(1))? {
+        // The raw-file hashes just computed are kept for the run that takes over.
+        stat.save()?;
         match crate::torch::handoff()? {}
     }
     runner::install_signal_handlers();
