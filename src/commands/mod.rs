@@ -26,6 +26,28 @@ pub fn init_logging(level: &str, json: bool) {
     }
 }
 
+/// The body of both binaries' `main`: heap tuning, CLI parsing, logging, `setup` (what the
+/// binary adds, e.g. the libtorch adapters), dispatch; flushes the standard streams and returns
+/// the exit code.
+pub fn cli_main(setup: impl FnOnce()) -> i32 {
+    use clap::Parser;
+    use std::io::Write;
+    crate::alloc::reuse_case_buffers();
+    let cli = crate::cli::Cli::parse();
+    init_logging(&cli.log, cli.log_json);
+    setup();
+    let code = match dispatch(cli.command) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    };
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    code
+}
+
 pub fn dispatch(cmd: Command) -> Result<()> {
     match cmd {
         Command::Run(a) => pipeline::run(a),

@@ -11,10 +11,8 @@ mod predict;
 mod train;
 
 use anyhow::{bail, Result};
-use clap::Parser;
 use engine::cli::{BenchWhat, Command};
 use engine::kind::RunCtx;
-use std::io::Write;
 use std::path::Path;
 
 struct Torch;
@@ -75,23 +73,13 @@ pub fn network_loader(
 }
 
 fn main() {
-    engine::alloc::reuse_case_buffers();
-    let cli = engine::cli::Cli::parse();
-    engine::commands::init_logging(&cli.log, cli.log_json);
-    device::load_cuda_backend_if_driver();
-    engine::torch::install(&Torch);
-    let code = match engine::commands::dispatch(cli.command) {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            1
-        }
-    };
+    let code = engine::commands::cli_main(|| {
+        device::load_cuda_backend_if_driver();
+        engine::torch::install(&Torch);
+    });
     // Leave without running C++ global destructors: libtorch's operator-registry teardown
-    // takes ~0.1 s at every exit. Everything of ours is written and closed by now; flush the
-    // standard streams and go.
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
+    // takes ~0.1 s at every exit. Everything of ours is written and closed, and the standard
+    // streams are flushed.
     // SAFETY: `_exit` ends the process; no Rust state is used afterwards.
     unsafe { libc::_exit(code) }
 }
