@@ -140,8 +140,9 @@ pub fn export(a: ExportArgs) -> Result<()> {
     Ok(())
 }
 
-/// The preprocessed store of a configuration in a run (`resample` stage output).
-fn run_store(run: &Path, cfg: &str) -> Result<(PathBuf, nnunet_prep::plans::Plans)> {
+/// The preprocessed store of a configuration in a run (`resample` stage output), the plans, and
+/// the plan stage's folder.
+fn run_store(run: &Path, cfg: &str) -> Result<(PathBuf, nnunet_prep::plans::Plans, PathBuf)> {
     let run_json: serde_json::Value = engine::kinds::read_json(&run.join("run.json"))?;
     let units = run_json["units"].as_array().cloned().unwrap_or_default();
     let find = |kind: &str, cfg: Option<&str>| -> Option<PathBuf> {
@@ -157,12 +158,12 @@ fn run_store(run: &Path, cfg: &str) -> Result<(PathBuf, nnunet_prep::plans::Plan
     let store = find("resample", Some(cfg))
         .ok_or_else(|| anyhow!("run {} has no resample output for {cfg}", run.display()))?
         .join(format!("{}.zarr", cfg_res.data_identifier));
-    Ok((store, plans))
+    Ok((store, plans, plan))
 }
 
 /// `pipeline bench augment RUN`: single-threaded seconds per augmented batch.
 pub fn bench_augment(run: &Path, cfg: &str, batches: usize, as_json: bool) -> Result<()> {
-    let (store, plans) = run_store(run, cfg)?;
+    let (store, plans, _) = run_store(run, cfg)?;
     let c = plans.configuration(cfg)?;
     let ids = nnunet_prep::store::open_dataset_store(&store)?;
     // As in training: cases decoded into memory on first use, within the default budget.
@@ -195,16 +196,10 @@ pub fn bench_augment(run: &Path, cfg: &str, batches: usize, as_json: bool) -> Re
 
 /// `pipeline bench step RUN`: seconds per training step of the planned network.
 pub fn bench_step(run: &Path, cfg: &str, bs: Option<usize>, steps: usize, as_json: bool) -> Result<()> {
-    let (_store, plans) = run_store(run, cfg)?;
+    let (_store, plans, plan_dir) = run_store(run, cfg)?;
     let c = plans.configuration(cfg)?;
     let in_ch = c.normalization_schemes.len();
-    let run_json: serde_json::Value = engine::kinds::read_json(&run.join("run.json"))?;
-    let plan_view = run_json["units"]
-        .as_array()
-        .and_then(|u| u.iter().find(|u| u["kind"] == "plan"))
-        .and_then(|u| u["view"].as_str())
-        .ok_or_else(|| anyhow!("run {} has no plan stage", run.display()))?;
-    let labels = engine::kinds::plan::read_labels(&run.join(plan_view))?;
+    let labels = engine::kinds::plan::read_labels(&plan_dir)?;
     let num_classes = nnunet_infer::predictor::LabelSpec::from_labels(&labels).num_outputs();
     let mut o = nnunet_net::trainer::TrainOptions::default();
     o.torch_threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -235,15 +230,9 @@ pub fn bench_step(run: &Path, cfg: &str, bs: Option<usize>, steps: usize, as_jso
 /// `pipeline bench predict RUN`: seconds per raw case, without and with mirroring, with the
 /// planned (uncapped) network and random weights.
 pub fn bench_predict(run: &Path, cfg: &str, images: Option<&Path>, n: usize, as_json: bool) -> Result<()> {
-    let (_store, plans) = run_store(run, cfg)?;
+    let (_store, plans, plan_dir) = run_store(run, cfg)?;
     let c = plans.configuration(cfg)?;
     let run_json: serde_json::Value = engine::kinds::read_json(&run.join("run.json"))?;
-    let plan_view = run_json["units"]
-        .as_array()
-        .and_then(|u| u.iter().find(|u| u["kind"] == "plan"))
-        .and_then(|u| u["view"].as_str())
-        .ok_or_else(|| anyhow!("run {} has no plan stage", run.display()))?;
-    let plan_dir = run.join(plan_view);
     let dj: serde_json::Value = engine::kinds::read_json(&plan_dir.join("dataset.json"))?;
     let labels = engine::kinds::plan::read_labels(&plan_dir)?;
     let spec = nnunet_infer::predictor::LabelSpec::from_labels(&labels);
