@@ -101,7 +101,7 @@ pub fn build(spec: &PipelineSpec, ds: &Dataset) -> Result<Dag> {
     let names: Vec<&str> = spec.stages.iter().map(|s| s.name.as_str()).collect();
     let mut stages = Vec::new();
     for s in &spec.stages {
-        let kind = reg.iter().copied().find(|k| k.name() == s.uses.value).ok_or_else(|| {
+        let kind = crate::kinds::by_name(&s.uses.value).ok_or_else(|| {
             let hint = suggest(&s.uses.value, reg.iter().map(|k| k.name()))
                 .map(|h| format!(" (did you mean '{h}'?)"))
                 .unwrap_or_default();
@@ -314,7 +314,7 @@ fn topo_order(stages: &[StageNode]) -> Result<Vec<usize>> {
 /// Declared params of stage `si`: `with:` over global `params:` over the kind's default.
 fn resolve_params(file: &str, spec: &PipelineSpec, si: usize) -> Result<Value> {
     let s = &spec.stages[si];
-    let kind = registry().iter().copied().find(|k| k.name() == s.uses.value).expect("checked kind");
+    let kind = crate::kinds::by_name(&s.uses.value).expect("checked kind");
     let declared = kind.params();
     for (k, v) in &s.with {
         if !declared.iter().any(|p| p.name == k) {

@@ -84,7 +84,7 @@ pub fn preflight(spec: &PipelineSpec, cache_root: &Path) -> Result<()> {
         if let Some(p) = &v.partition {
             wanted.push((format!("slurm.per_kind.{k}.partition"), p.clone()));
         }
-        if !crate::kinds::registry().iter().any(|r| r.name() == k) {
+        if crate::kinds::by_name(k).is_none() {
             bail!("{}: slurm.per_kind.{k}: there is no stage kind '{k}'", spec.file.display());
         }
     }

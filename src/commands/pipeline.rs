@@ -82,9 +82,9 @@ fn needs_torch(
     jobs: Option<usize>,
     opts: &RunOptions,
 ) -> Result<bool> {
-    let kinds = crate::kinds::registry();
     for spec in variants {
-        let has_torch_stage = spec.stages.iter().any(|st| kinds.iter().any(|k| k.torch() && k.name() == st.uses.value));
+        let has_torch_stage =
+            spec.stages.iter().any(|st| crate::kinds::by_name(&st.uses.value).is_some_and(|k| k.torch()));
         if has_torch_stage && runner::builds_torch_unit(&open_session(spec.clone(), cache, stat, jobs)?, opts)? {
             return Ok(true);
         }

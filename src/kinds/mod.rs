@@ -30,6 +30,11 @@ pub fn registry() -> &'static [&'static dyn StageKind] {
     ]
 }
 
+/// The built-in stage kind named `name`.
+pub fn by_name(name: &str) -> Option<&'static dyn StageKind> {
+    registry().iter().copied().find(|k| k.name() == name)
+}
+
 /// Checks the raw inputs of units of `kind` about to be built, before anything is written:
 /// cases about to be fingerprinted are verified like nnU-Net's verify_dataset_integrity.
 pub fn preflight(kind_name: &str, _kind: &dyn StageKind, ds: &Dataset, cases: &[&Case]) -> Result<()> {
