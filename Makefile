@@ -10,7 +10,7 @@ setup:
 	bash scripts/setup.sh
 
 build: setup
-	$(ENV) cargo build --release --bins
+	$(ENV) cargo build --release --workspace --bins
 
 ## The main job on the bundled synthetic demo dataset: synth -> full pipeline -> report.
 demo: build
@@ -18,7 +18,7 @@ demo: build
 
 ## The test suite (what CI runs).
 test: setup
-	$(ENV) cargo build --release --bins && \
+	$(ENV) cargo build --release --workspace --bins && \
 	  PIPELINE_BIN=$(BIN) cargo test --release --workspace -- --test-threads=2
 
 ## Real-data checks on ../shared/data/Task04_Hippocampus (longer; not in CI's default path).

@@ -1,7 +1,7 @@
 //! The pipeline engine: the `pipeline.yaml` model, the unit graph, content-addressed keys, the
 //! artifact cache, executors, the stage-kind adapters and the CLI commands.
 //!
-//! libtorch is not part of this library: `pipeline-torch` (src/bin/pipeline-torch) adds the
+//! libtorch is not part of this library: `pipeline-torch` (the `torch/` package) adds the
 //! training and prediction adapters through [`torch::install`].
 //!
 //! Architecture invariant: the domain (image I/O, planning, networks, metrics) lives in the

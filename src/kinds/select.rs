@@ -16,7 +16,6 @@ use nnunet_eval::folder::evaluate_pair;
 use nnunet_eval::segmentation::SegmentationMode;
 use nnunet_eval::summary::{CaseResult, Summary};
 use nnunet_io::dataset::Dataset;
-use nnunet_io::labels::Labels;
 
 pub struct EnsembleSelect;
 
@@ -28,7 +27,7 @@ const PARAMS: &[ParamSpec] = &[ParamSpec {
 }];
 
 /// Probabilities of a validation case, written by `train-fold` next to its segmentation.
-pub const PROBS_SUFFIX: &str = ".probs.zarr";
+use nnunet_eval::folder::PROBS_SUFFIX;
 
 impl StageKind for EnsembleSelect {
     fn name(&self) -> &'static str {
@@ -111,7 +110,7 @@ impl StageKind for EnsembleSelect {
         }
         let cfgs: Vec<String> = by_cfg.keys().cloned().collect();
         if ctx.param_bool("ensembles")? {
-            let mode = segmentation_mode(&labels);
+            let mode = SegmentationMode::of_labels(&labels);
             let num_foreground = labels.foreground_labels().len();
             let fold_nums: Vec<usize> = folds.iter().filter_map(|f| f.parse().ok()).collect();
             for (a, b) in candidate_pairs(cfgs.len()) {
@@ -180,13 +179,6 @@ fn nan_as_null(v: f64) -> serde_json::Value {
         json!(v)
     } else {
         serde_json::Value::Null
-    }
-}
-
-pub fn segmentation_mode(labels: &Labels) -> SegmentationMode {
-    match (&labels.regions_class_order, labels.has_regions()) {
-        (Some(order), true) => SegmentationMode::Regions { regions_class_order: order.clone() },
-        _ => SegmentationMode::Labels,
     }
 }
 

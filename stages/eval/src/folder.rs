@@ -12,6 +12,10 @@ use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// Suffix of the folder holding a case's stored class probabilities (a Zarr array `[C, Z, Y,
+/// X]`) beside its segmentation `CASE{file_ending}`: `CASE.probs.zarr`.
+pub const PROBS_SUFFIX: &str = ".probs.zarr";
+
 /// Sorted file names in `dir` ending in `ending` (regular files; names starting with `.`,
 /// e.g. macOS `._x.nii.gz` or temporary files, are skipped).
 pub fn list_segmentations(dir: &Path, ending: &str) -> Result<Vec<String>> {

@@ -19,6 +19,17 @@ pub enum SegmentationMode {
     Regions { regions_class_order: Vec<i32> },
 }
 
+impl SegmentationMode {
+    /// The mode of a dataset's labels: regions (sigmoid, painted in `regions_class_order`)
+    /// when the labels define regions, plain labels (softmax argmax) otherwise.
+    pub fn of_labels(labels: &nnunet_io::labels::Labels) -> SegmentationMode {
+        match (&labels.regions_class_order, labels.has_regions()) {
+            (Some(order), true) => SegmentationMode::Regions { regions_class_order: order.clone() },
+            _ => SegmentationMode::Labels,
+        }
+    }
+}
+
 /// Whether the scores are logits or already probabilities (softmax / sigmoid applied).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ScoreKind {

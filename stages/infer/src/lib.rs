@@ -6,6 +6,8 @@
 //! - [`predictor`]: [`Predictor`] (one network per fold), preprocessing for inference, cascade.
 //! - [`network`]: the [`SegNetwork`] seam and checkpoint `meta.json`.
 //! - [`bundle`]: self-contained `.tar` model bundles with a blake3 manifest.
+//! - [`model`]: a trained [`Model`] (plans, labels, chosen configuration(s), folds,
+//!   post-processing) and [`predict_cases`], the loop that segments new images with it.
 //! - [`bench`]: per-case prediction timing.
 //!
 //! Domain crate: plain functions and types, no engine imports.
@@ -14,6 +16,7 @@ pub mod bench;
 pub mod bundle;
 pub mod error;
 pub mod export;
+pub mod model;
 pub mod network;
 pub mod predictor;
 pub mod sliding_window;
@@ -22,6 +25,7 @@ pub mod tar;
 pub use bundle::{export_bundle, load_bundle, BundleConfiguration, BundleManifest, BundleParts, LoadedBundle};
 pub use error::{InferError, Result};
 pub use export::{export_prediction, write_segmentation, Exported, Logits, Probabilities};
+pub use model::{predict_cases, CaseTiming, Model, ModelConfiguration, PredictOptions};
 pub use network::{CheckpointMeta, NetworkLoader, SegNetwork};
 pub use predictor::{CaseOptions, CasePrediction, LabelSpec, Predictor};
 pub use sliding_window::{

@@ -26,6 +26,29 @@ impl<T: tch::nn::ModuleT> SegNetwork for T {
 pub type NetworkLoader<'a> =
     &'a dyn Fn(&Path, &Architecture, Device) -> std::result::Result<Box<dyn SegNetwork>, String>;
 
+/// A trained network kept alive with its weights (the `VarStore` owns the tensors).
+struct LoadedNetwork {
+    _vs: tch::nn::VarStore,
+    net: nnunet_net::unet::UNet,
+}
+
+impl SegNetwork for LoadedNetwork {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        tch::nn::ModuleT::forward_t(&self.net, x, false)
+    }
+}
+
+/// The [`NetworkLoader`] of our checkpoint folders (`model.safetensors` + `meta.json`): builds
+/// the network `nnunet_net` trained, on `device`, for inference.
+pub fn load_checkpoint(
+    dir: &Path,
+    arch: &Architecture,
+    device: Device,
+) -> std::result::Result<Box<dyn SegNetwork>, String> {
+    let (vs, net, _meta) = nnunet_net::checkpoint::load_network(dir, arch, device).map_err(|e| e.to_string())?;
+    Ok(Box::new(LoadedNetwork { _vs: vs, net }))
+}
+
 /// The fields of `meta.json` the predictor uses.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CheckpointMeta {

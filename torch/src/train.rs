@@ -177,7 +177,12 @@ fn validate(
     std::fs::create_dir_all(&out)?;
     let mut sw = nnunet_infer::sliding_window::SlidingWindowOptions::default();
     sw.device = device;
-    let predictor = Predictor::from_checkpoints(&[ctx.out.join("checkpoint_final")], cfg, sw, &crate::network_loader)?;
+    let predictor = Predictor::from_checkpoints(
+        &[ctx.out.join("checkpoint_final")],
+        cfg,
+        sw,
+        &nnunet_infer::network::load_checkpoint,
+    )?;
     let spec = LabelSpec::from_labels(labels);
     let classes = nnunet_eval::classes::from_labels(labels);
     let tta = ctx.param_bool("validation_tta")?;
@@ -197,7 +202,7 @@ fn validate(
         write_segmentation(&seg_path, &ex.segmentation, &header, spec.foreground_labels.len())?;
         if let Some(p) = &ex.probabilities {
             write_probabilities(
-                &out.join(format!("{id}{}", engine::kinds::select::PROBS_SUFFIX)),
+                &out.join(format!("{id}{}", nnunet_eval::folder::PROBS_SUFFIX)),
                 p,
                 json!({"case": id}),
             )?;

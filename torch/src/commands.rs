@@ -6,10 +6,10 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::model::{predict_cases, Model, PredictOptions};
 use engine::cli::{ExportArgs, PredictArgs};
 use engine::commands::{print_json, resolve_run_dir};
 use engine::kinds::predict::discover_cases;
+use nnunet_infer::model::{predict_cases, Model, PredictOptions};
 use nnunet_infer::predictor::Predictor;
 
 fn progress_bar(len: u64, hidden: bool) -> indicatif::ProgressBar {
@@ -36,9 +36,9 @@ pub fn predict(a: PredictArgs) -> Result<()> {
             let loaded = nnunet_infer::bundle::load_bundle(bundle, &dir)
                 .with_context(|| format!("model bundle {}", bundle.display()))?;
             extracted = Some(dir);
-            Model::from_bundle(&loaded)
+            Model::from_bundle(&loaded).map_err(anyhow::Error::from)
         }
-        (None, run) => Model::from_run(&resolve_run_dir(run.as_deref())?),
+        (None, run) => crate::model::from_run(&resolve_run_dir(run.as_deref())?),
     };
     let result = (|| -> Result<serde_json::Value> {
         let mut model = model?;
@@ -65,6 +65,7 @@ pub fn predict(a: PredictArgs) -> Result<()> {
             pb.set_position(d);
             pb.set_message(msg.to_string());
         };
+        engine::alloc::keep_large_allocations();
         let timings = predict_cases(&model, &cases, &a.output, &opts, &progress, &|| false)?;
         pb.finish_and_clear();
         Ok(json!({
@@ -93,7 +94,7 @@ pub fn predict(a: PredictArgs) -> Result<()> {
 /// `pipeline export [RUN] -o BUNDLE.tar`.
 pub fn export(a: ExportArgs) -> Result<()> {
     let run = resolve_run_dir(a.run.as_deref())?;
-    let model = Model::from_run(&run)?;
+    let model = crate::model::from_run(&run)?;
     // The members and, for a cascade, the stages they build on.
     let mut needed: Vec<String> = model.members.clone();
     for m in &model.members {

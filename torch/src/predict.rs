@@ -5,10 +5,10 @@
 use anyhow::{anyhow, bail, Result};
 use serde_json::json;
 
-use crate::model::{predict_cases, Model, ModelConfiguration, PredictOptions};
 use engine::kind::{value_str, RunCtx};
 use engine::kinds::predict::input_cases;
 use engine::kinds::write_json;
+use nnunet_infer::model::{predict_cases, Model, ModelConfiguration, PredictOptions};
 
 /// Segments the stage's images into `ctx.out`.
 pub fn run(ctx: &RunCtx) -> Result<()> {
@@ -44,6 +44,7 @@ pub fn run(ctx: &RunCtx) -> Result<()> {
         postprocessing: true,
     };
     let t0 = std::time::Instant::now();
+    engine::alloc::keep_large_allocations();
     let timings = predict_cases(&model, &cases, &ctx.out, &opts, ctx.progress, &|| ctx.cancelled())?;
     write_json(
         &ctx.out.join("prediction.json"),

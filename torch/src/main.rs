@@ -13,7 +13,6 @@ mod train;
 use anyhow::{bail, Result};
 use engine::cli::{BenchWhat, Command};
 use engine::kind::RunCtx;
-use std::path::Path;
 
 struct Torch;
 
@@ -48,28 +47,6 @@ impl engine::torch::TorchUnits for Torch {
     fn cuda_available(&self) -> bool {
         device::cuda_available()
     }
-}
-
-/// A trained network kept alive with its weights (the `VarStore` owns the tensors).
-struct LoadedNetwork {
-    _vs: tch::nn::VarStore,
-    net: nnunet_net::unet::UNet,
-}
-
-impl nnunet_infer::SegNetwork for LoadedNetwork {
-    fn forward(&self, x: &tch::Tensor) -> tch::Tensor {
-        tch::nn::ModuleT::forward_t(&self.net, x, false)
-    }
-}
-
-/// Builds the network of a checkpoint folder (`model.safetensors` + `meta.json`) for inference.
-pub fn network_loader(
-    dir: &Path,
-    arch: &nnunet_prep::plans::Architecture,
-    device: tch::Device,
-) -> std::result::Result<Box<dyn nnunet_infer::SegNetwork>, String> {
-    let (vs, net, _meta) = nnunet_net::checkpoint::load_network(dir, arch, device).map_err(|e| e.to_string())?;
-    Ok(Box::new(LoadedNetwork { _vs: vs, net }))
 }
 
 fn main() {

@@ -1,20 +1,30 @@
-//! A trained model as the engine sees it: the plans, the dataset description, the chosen
-//! configuration(s) with their fold checkpoints and the post-processing decision — assembled
-//! from a run's artifacts or from an exported bundle — and the loop that segments new images
-//! with it (nnU-Net's `nnUNetv2_predict` + `nnUNetv2_ensemble` + `nnUNetv2_apply_postprocessing`).
+//! A trained model: the plans, the dataset description, the chosen configuration(s) with their
+//! fold checkpoints and the post-processing decision — assembled by the caller from a run's
+//! artifacts or from an exported bundle — and the loop that segments new images with it
+//! (nnU-Net's `nnUNetv2_predict` + `nnUNetv2_ensemble` + `nnUNetv2_apply_postprocessing`).
 
-use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::bundle::LoadedBundle;
+use crate::error::{io_err, InferError, Result};
+use crate::export::write_segmentation;
+use crate::predictor::{CaseOptions, LabelSpec, Predictor};
 use nnunet_eval::postprocess::{apply_postprocessing, PostprocessingDecision};
-use nnunet_infer::bundle::LoadedBundle;
-use nnunet_infer::export::write_segmentation;
-use nnunet_infer::predictor::{CaseOptions, LabelSpec, Predictor};
+use nnunet_eval::segmentation::SegmentationMode;
 use nnunet_io::dataset::Case;
 use nnunet_io::labels::Labels;
 use nnunet_prep::plans::Plans;
+
+fn invalid(msg: impl Into<String>) -> InferError {
+    InferError::Invalid(msg.into())
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+    serde_json::from_str(&text).map_err(|e| invalid(format!("{}: {e}", path.display())))
+}
 
 /// One trained configuration: its fold checkpoint folders, `(fold, folder)`.
 #[derive(Clone, Debug)]
@@ -52,33 +62,33 @@ impl Model {
         configurations: Vec<ModelConfiguration>,
         info: Value,
     ) -> Result<Model> {
-        let plans: Plans = engine::kinds::read_json(&plans_json)?;
-        let dj: Value = engine::kinds::read_json(&dataset_json)?;
+        let plans: Plans = read_json(&plans_json)?;
+        let dj: Value = read_json(&dataset_json)?;
         let labels = Labels::from_v2_json(&dj["labels"], dj.get("regions_class_order").filter(|r| !r.is_null()))
-            .map_err(|e| anyhow!("{}: {e}", dataset_json.display()))?;
+            .map_err(|e| invalid(format!("{}: {e}", dataset_json.display())))?;
         let file_ending = dj.get("file_ending").and_then(|v| v.as_str()).unwrap_or(".nii.gz").to_string();
         let num_channels = dj
             .get("channel_names")
             .or_else(|| dj.get("modality"))
             .and_then(|v| v.as_object())
             .map(|o| o.len())
-            .ok_or_else(|| anyhow!("{}: no channel_names", dataset_json.display()))?;
+            .ok_or_else(|| invalid(format!("{}: no channel_names", dataset_json.display())))?;
         let postprocessing = match &postprocessing_json {
             Some(p) => Some(PostprocessingDecision::read(p)?),
             None => None,
         };
         if members.is_empty() || members.len() > 2 {
-            bail!("a model has one configuration or a pair ensemble, not {}", members.len());
+            return Err(invalid(format!("a model has one configuration or a pair ensemble, not {}", members.len())));
         }
         for m in &members {
             let c = configurations
                 .iter()
                 .find(|c| &c.name == m)
-                .ok_or_else(|| anyhow!("the chosen configuration {m} has no trained folds"))?;
+                .ok_or_else(|| invalid(format!("the chosen configuration {m} has no trained folds")))?;
             if c.folds.is_empty() {
-                bail!("the chosen configuration {m} has no trained folds");
+                return Err(invalid(format!("the chosen configuration {m} has no trained folds")));
             }
-            plans.configuration(m).with_context(|| format!("configuration {m} of the model"))?;
+            plans.configuration(m).map_err(|e| invalid(format!("configuration {m} of the model: {e}")))?;
         }
         Ok(Model {
             plans_json,
@@ -95,53 +105,6 @@ impl Model {
         })
     }
 
-    /// The model of a run folder (`runs/NAME`): the chosen configuration(s) of its
-    /// `ensemble-select` stage, the folds its `train-fold` stage trained, the decision of its
-    /// `postprocess` stage (if it has one).
-    pub fn from_run(run_dir: &Path) -> Result<Model> {
-        let run_json: Value = engine::kinds::read_json(&run_dir.join("run.json"))
-            .with_context(|| format!("{} is not a run folder (run `pipeline run` first)", run_dir.display()))?;
-        let units = run_json["units"].as_array().cloned().unwrap_or_default();
-        let view = |kind: &str| -> Vec<(Value, PathBuf)> {
-            units
-                .iter()
-                .filter(|u| u["kind"] == kind && u.get("view").is_some_and(|v| v.is_string()))
-                .filter(|u| u["outcome"] == "built" || u["outcome"] == "cached")
-                .map(|u| (u["coords"].clone(), run_dir.join(u["view"].as_str().unwrap_or_default())))
-                .collect()
-        };
-        let one = |kind: &str| -> Result<PathBuf> {
-            let v = view(kind);
-            match v.as_slice() {
-                [(_, p)] => Ok(p.clone()),
-                [] => bail!("run {} has no completed '{kind}' stage", run_dir.display()),
-                _ => bail!("run {} has several '{kind}' stages", run_dir.display()),
-            }
-        };
-        let plan = one("plan")?;
-        let select = one("ensemble-select")?;
-        let chosen: Value = engine::kinds::read_json(&select.join("chosen.json"))?;
-        let members: Vec<String> = chosen["members"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|m| m.as_str().map(String::from)).collect())
-            .unwrap_or_default();
-        let mut by_cfg: BTreeMap<String, Vec<(String, PathBuf)>> = BTreeMap::new();
-        for (coords, dir) in view("train-fold") {
-            let cfg = coords["configuration"]
-                .as_str()
-                .map(String::from)
-                .unwrap_or_else(|| coords["configuration"].to_string());
-            let fold = match &coords["fold"] {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            by_cfg.entry(cfg).or_default().push((fold, dir.join(nnunet_net::checkpoint::FINAL)));
-        }
-        let configurations = by_cfg.into_iter().map(|(name, folds)| ModelConfiguration { name, folds }).collect();
-        let pp = view("postprocess").into_iter().next().map(|(_, p)| p.join("postprocessing.json"));
-        Model::new(plan.join("plans.json"), plan.join("dataset.json"), pp, members, configurations, chosen)
-    }
-
     /// The model of an extracted bundle.
     pub fn from_bundle(b: &LoadedBundle) -> Result<Model> {
         let configurations: Vec<ModelConfiguration> = b
@@ -150,11 +113,7 @@ impl Model {
             .iter()
             .map(|c| ModelConfiguration {
                 name: c.name.clone(),
-                folds: c
-                    .folds
-                    .iter()
-                    .map(|f| (f.clone(), b.root.join(nnunet_infer::bundle::fold_path(&c.name, f))))
-                    .collect(),
+                folds: c.folds.iter().map(|f| (f.clone(), b.root.join(crate::bundle::fold_path(&c.name, f)))).collect(),
             })
             .collect();
         let members: Vec<String> = b.manifest.info["members"]
@@ -180,7 +139,11 @@ impl Model {
             let have: Vec<String> = c.folds.iter().map(|f| f.0.clone()).collect();
             for f in folds {
                 if !have.contains(f) {
-                    bail!("fold {f} of {} is not in the model (it has {})", c.name, have.join(", "));
+                    return Err(invalid(format!(
+                        "fold {f} of {} is not in the model (it has {})",
+                        c.name,
+                        have.join(", ")
+                    )));
                 }
             }
             c.folds.retain(|(f, _)| folds.contains(f));
@@ -193,7 +156,7 @@ impl Model {
             .iter()
             .find(|c| c.name == cfg)
             .map(|c| c.folds.iter().map(|f| f.1.clone()).collect())
-            .ok_or_else(|| anyhow!("configuration {cfg} is not in the model"))
+            .ok_or_else(|| invalid(format!("configuration {cfg} is not in the model")))
     }
 
     /// The configurations to predict, in order: a cascade's previous stage before it.
@@ -204,7 +167,7 @@ impl Model {
             let mut cur = self.plans.configuration(m)?;
             while let Some(prev) = cur.previous_stage.clone() {
                 if chain.contains(&prev) || chain.len() > 8 {
-                    bail!("configuration {m}: previous_stage cycle");
+                    return Err(invalid(format!("configuration {m}: previous_stage cycle")));
                 }
                 chain.push(prev.clone());
                 cur = self.plans.configuration(&prev)?;
@@ -262,17 +225,16 @@ pub fn predict_cases(
     progress: &dyn Fn(u64, u64, &str),
     cancel: &dyn Fn() -> bool,
 ) -> Result<Vec<CaseTiming>> {
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    engine::alloc::keep_large_allocations();
+    std::fs::create_dir_all(out).map_err(io_err(out))?;
     let spec = LabelSpec::from_labels(&model.labels);
     let order = model.prediction_order()?;
     let mut predictors: BTreeMap<String, Predictor> = BTreeMap::new();
     for cfg_name in &order {
         let cfg = model.plans.configuration(cfg_name)?;
-        let mut sw = nnunet_infer::sliding_window::SlidingWindowOptions::default();
+        let mut sw = crate::sliding_window::SlidingWindowOptions::default();
         sw.device = opts.device;
-        let p = Predictor::from_checkpoints(&model.folds_of(cfg_name)?, &cfg, sw, &crate::network_loader)
-            .with_context(|| format!("loading {cfg_name}"))?;
+        let p = Predictor::from_checkpoints(&model.folds_of(cfg_name)?, &cfg, sw, &crate::network::load_checkpoint)
+            .map_err(|e| invalid(format!("loading {cfg_name}: {e}")))?;
         predictors.insert(cfg_name.clone(), p);
     }
     let ensemble = model.members.len() > 1;
@@ -280,13 +242,18 @@ pub fn predict_cases(
     let n = cases.len() as u64;
     for (i, case) in cases.iter().enumerate() {
         if cancel() {
-            bail!("cancelled");
+            return Err(invalid("cancelled"));
         }
         progress(i as u64, n, &case.id);
         let t0 = std::time::Instant::now();
-        let images = case.read_images().with_context(|| format!("case {}", case.id))?;
+        let images = case.read_images().map_err(|e| invalid(e.to_string()))?;
         if images.channels.len() != model.num_channels {
-            bail!("case {}: {} channel(s), the model takes {}", case.id, images.channels.len(), model.num_channels);
+            return Err(invalid(format!(
+                "case {}: {} channel(s), the model takes {}",
+                case.id,
+                images.channels.len(),
+                model.num_channels
+            )));
         }
         let mut segs: BTreeMap<String, nnunet_io::Volume<i16>> = BTreeMap::new();
         let mut probs = Vec::new();
@@ -296,7 +263,7 @@ pub fn predict_cases(
             let prev = cfg
                 .previous_stage
                 .as_ref()
-                .map(|p| segs.get(p).ok_or_else(|| anyhow!("{p} was not predicted")))
+                .map(|p| segs.get(p).ok_or_else(|| invalid(format!("{p} was not predicted"))))
                 .transpose()?;
             let member = model.members.contains(cfg_name);
             let copts = CaseOptions {
@@ -306,7 +273,7 @@ pub fn predict_cases(
             };
             let p = predictors[cfg_name]
                 .predict_raw_case(&images, &model.plans, &cfg, &spec, prev, &copts)
-                .with_context(|| format!("predicting case {} with {cfg_name}", case.id))?;
+                .map_err(|e| invalid(format!("predicting case {} with {cfg_name}: {e}", case.id)))?;
             if member {
                 if let Some(pr) = &p.probabilities {
                     probs.push(pr.clone());
@@ -315,21 +282,21 @@ pub fn predict_cases(
             segs.insert(cfg_name.clone(), p.segmentation.clone());
             last = Some(p);
         }
-        let last = last.ok_or_else(|| anyhow!("nothing was predicted"))?;
+        let last = last.ok_or_else(|| invalid("nothing was predicted"))?;
         let (mut seg, probabilities) = if ensemble {
             let (a, b) = (&probs[0], &probs[1]);
             if a.shape != b.shape || a.num_channels != b.num_channels {
-                bail!("case {}: the ensemble members' probabilities differ in shape", case.id);
+                return Err(invalid(format!("case {}: the ensemble members' probabilities differ in shape", case.id)));
             }
             let (avg, seg) = nnunet_eval::ensemble::ensemble_segmentation(
                 &[&a.data, &b.data],
                 a.num_channels,
                 a.shape,
-                &engine::kinds::select::segmentation_mode(&model.labels),
+                &SegmentationMode::of_labels(&model.labels),
             )?;
-            (seg, Some(nnunet_infer::export::Logits::new(a.num_channels, a.shape, avg)?))
+            (seg, Some(crate::export::Logits::new(a.num_channels, a.shape, avg)?))
         } else {
-            (segs.remove(&model.members[0]).ok_or_else(|| anyhow!("no segmentation"))?, probs.pop())
+            (segs.remove(&model.members[0]).ok_or_else(|| invalid("no segmentation"))?, probs.pop())
         };
         if opts.postprocessing {
             if let Some(pp) = &model.postprocessing {
@@ -339,12 +306,12 @@ pub fn predict_cases(
         let name = format!("{}{}", case.id, model.file_ending);
         let tmp = out.join(format!(".{name}.partial{}", model.file_ending));
         write_segmentation(&tmp, &seg, &last.header, spec.foreground_labels.len())?;
-        std::fs::rename(&tmp, out.join(&name))?;
+        std::fs::rename(&tmp, out.join(&name)).map_err(io_err(&tmp))?;
         if opts.save_probabilities {
             if let Some(p) = &probabilities {
-                let dir = out.join(format!("{}{}", case.id, engine::kinds::select::PROBS_SUFFIX));
+                let dir = out.join(format!("{}{}", case.id, nnunet_eval::folder::PROBS_SUFFIX));
                 let _ = std::fs::remove_dir_all(&dir);
-                nnunet_infer::export::write_probabilities(&dir, p, json!({"case": case.id}))?;
+                crate::export::write_probabilities(&dir, p, json!({"case": case.id}))?;
             }
         }
         timings.push(CaseTiming { case: case.id.clone(), seconds: t0.elapsed().as_secs_f64() });
