@@ -219,12 +219,24 @@ pub struct PredictArgs {
     /// A run folder (runs/NAME) to take the chosen model from.
     #[arg(long, conflicts_with = "model")]
     pub run: Option<PathBuf>,
-    /// A model bundle written by `pipeline export`.
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    /// Folds to use (default: all in the model).
+    /// A model bundle written by `pipeline export`, or an nnU-Net v2 model folder
+    /// (`Trainer__Plans__Configuration/`, or a results folder with `inference_information.json`).
+    /// Two nnU-Net model folders: an ensemble (probabilities averaged).
+    #[arg(long, num_args = 1..=2)]
+    pub model: Vec<PathBuf>,
+    /// Folds to use (default: all in the model), e.g. 0,1 or all.
     #[arg(long, value_delimiter = ',')]
-    pub folds: Vec<usize>,
+    pub folds: Vec<String>,
+    /// nnU-Net model folders: which checkpoint of each fold, final or best.
+    #[arg(long, default_value = "final")]
+    pub checkpoint: String,
+    /// Sliding-window step as a fraction of the patch size (nnU-Net's -step_size).
+    #[arg(long, default_value_t = 0.5)]
+    pub step_size: f64,
+    /// Post-processing to apply: nnU-Net's postprocessing.pkl or our postprocessing.json
+    /// (default: the model's own, if any).
+    #[arg(long)]
+    pub postprocessing: Option<PathBuf>,
     /// Disable mirroring test-time augmentation.
     #[arg(long)]
     pub no_tta: bool,
@@ -245,9 +257,14 @@ pub struct PredictArgs {
 pub struct ExportArgs {
     /// Run folder (default: the run of ./pipeline.yaml).
     pub run: Option<PathBuf>,
-    /// Output bundle (.tar).
+    /// Output: a bundle (.tar); with `--format nnunet` an nnU-Net v2 model folder (for an
+    /// ensemble: a results folder with one model folder per member and
+    /// `inference_information.json`).
     #[arg(short = 'o', long)]
     pub output: PathBuf,
+    /// bundle (our .tar) or nnunet (model folders nnUNetv2_predict reads).
+    #[arg(long, default_value = "bundle", value_parser = ["bundle", "nnunet"])]
+    pub format: String,
 }
 
 #[derive(Args, Debug)]

@@ -104,12 +104,36 @@ const PARAMS: &[ParamSpec] = &[
         help: "predict and score the fold's validation cases after training",
     },
     ParamSpec {
+        name: "pretrained",
+        ty: ParamType::OptStr,
+        default: "null",
+        help: "initial weights (fine-tuning, like nnU-Net's -pretrained_weights): an nnU-Net checkpoint .pth, one of \
+               our checkpoint folders or a bundle .tar; absolute or relative to the working directory. Weights \
+               whose name and shape match are loaded, segmentation heads of another label count start fresh",
+    },
+    ParamSpec {
         name: "validation_tta",
         ty: ParamType::Bool,
         default: "true",
         help: "mirroring at validation (nnU-Net: on)",
     },
 ];
+
+/// The `pretrained` param as a path (relative paths resolved against the working directory).
+pub fn pretrained_path(params: &serde_json::Value) -> Option<PathBuf> {
+    let p = params.get("pretrained")?.as_str().filter(|p| !p.is_empty())?;
+    Some(std::path::absolute(p).unwrap_or_else(|_| PathBuf::from(p)))
+}
+
+/// The files whose content the `pretrained` weights are: the file itself, or a checkpoint
+/// folder's weights and meta.
+fn pretrained_files(unit: &UnitView) -> Vec<PathBuf> {
+    match pretrained_path(unit.params) {
+        Some(p) if p.is_dir() => vec![p.join("model.safetensors"), p.join("meta.json")],
+        Some(p) => vec![p],
+        None => vec![],
+    }
+}
 
 impl StageKind for TrainFold {
     fn name(&self) -> &'static str {
@@ -136,9 +160,12 @@ impl StageKind for TrainFold {
             _ => Reads::All,
         }
     }
-    fn raw_inputs(&self, _unit: &UnitView, ds: &Dataset) -> Vec<PathBuf> {
+    fn raw_inputs(&self, unit: &UnitView, ds: &Dataset) -> Vec<PathBuf> {
         // Validation exports with each case's image header and scores against its label file.
-        ds.cases.iter().flat_map(|c| c.files()).collect()
+        let mut files: Vec<PathBuf> = ds.cases.iter().flat_map(|c| c.files()).collect();
+        // The initial weights' content is part of the key.
+        files.extend(pretrained_files(unit));
+        files
     }
     fn resources(&self, unit: &UnitView, env: &ExecEnv) -> Resources {
         let workers = unit.params.get("workers").and_then(|w| w.as_u64()).unwrap_or(0) as usize;

@@ -6,6 +6,7 @@
 
 mod commands;
 mod device;
+mod export_nnunet;
 mod model;
 mod predict;
 mod train;

@@ -48,7 +48,7 @@ pub fn from_run(run_dir: &Path) -> Result<Model> {
         };
         by_cfg.entry(cfg).or_default().push((fold, dir.join(nnunet_net::checkpoint::FINAL)));
     }
-    let configurations = by_cfg.into_iter().map(|(name, folds)| ModelConfiguration { name, folds }).collect();
+    let configurations = by_cfg.into_iter().map(|(name, folds)| ModelConfiguration::new(name, folds)).collect();
     let pp = view("postprocess").into_iter().next().map(|(_, p)| p.join("postprocessing.json"));
     Ok(Model::new(plan.join("plans.json"), plan.join("dataset.json"), pp, members, configurations, chosen)?)
 }

@@ -26,7 +26,7 @@ pub fn run(ctx: &RunCtx) -> Result<()> {
         let dir = i.dir.join(nnunet_net::checkpoint::FINAL);
         match configurations.iter_mut().find(|c| c.name == cfg) {
             Some(c) => c.folds.push((fold, dir)),
-            None => configurations.push(ModelConfiguration { name: cfg, folds: vec![(fold, dir)] }),
+            None => configurations.push(ModelConfiguration::new(cfg, vec![(fold, dir)])),
         }
     }
     let pp = ctx.input("postprocess")?.join("postprocessing.json");
@@ -42,6 +42,7 @@ pub fn run(ctx: &RunCtx) -> Result<()> {
         device: crate::device::parse_device(&ctx.env.device)?,
         save_probabilities: ctx.param_bool("save_probabilities")?,
         postprocessing: true,
+        tile_step_size: 0.5,
     };
     let t0 = std::time::Instant::now();
     engine::alloc::keep_large_allocations();

@@ -1,8 +1,9 @@
 //! What the predictor needs from a network, and reading a checkpoint folder's `meta.json`.
 //!
-//! A checkpoint folder holds `model.safetensors` and `meta.json` (`in_channels`,
-//! `num_classes`, network options, `inference_allowed_mirroring_axes`). Building the network
-//! from it is the network crate's job; [`NetworkLoader`] is the seam.
+//! A checkpoint is one of our folders (`model.safetensors` and `meta.json`: `in_channels`,
+//! `num_classes`, network options, `inference_allowed_mirroring_axes`) or an nnU-Net v2
+//! `checkpoint_*.pth` file (see [`is_nnunet_checkpoint`]). Building the network from it is the
+//! network crate's job; [`NetworkLoader`] is the seam.
 
 use crate::error::{InferError, Result};
 use nnunet_prep::plans::Architecture;
@@ -38,13 +39,25 @@ impl SegNetwork for LoadedNetwork {
     }
 }
 
-/// The [`NetworkLoader`] of our checkpoint folders (`model.safetensors` + `meta.json`): builds
-/// the network `nnunet_net` trained, on `device`, for inference.
+/// Whether `path` is an nnU-Net checkpoint file (`fold_N/checkpoint_final.pth`) rather than
+/// one of our checkpoint folders.
+pub fn is_nnunet_checkpoint(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "pth") && !path.is_dir()
+}
+
+/// The [`NetworkLoader`] of our checkpoint folders (`model.safetensors` + `meta.json`) and of
+/// nnU-Net `.pth` checkpoints (built from the configuration's `architecture`): the network,
+/// on `device`, for inference.
 pub fn load_checkpoint(
     dir: &Path,
     arch: &Architecture,
     device: Device,
 ) -> std::result::Result<Box<dyn SegNetwork>, String> {
+    if is_nnunet_checkpoint(dir) {
+        let (vs, net, _info) =
+            nnunet_net::nnunet_checkpoint::load_network(dir, arch, device).map_err(|e| e.to_string())?;
+        return Ok(Box::new(LoadedNetwork { _vs: vs, net }));
+    }
     let (vs, net, _meta) = nnunet_net::checkpoint::load_network(dir, arch, device).map_err(|e| e.to_string())?;
     Ok(Box::new(LoadedNetwork { _vs: vs, net }))
 }
@@ -62,9 +75,18 @@ pub const CHECKPOINT_WEIGHTS: &str = "model.safetensors";
 pub const CHECKPOINT_META: &str = "meta.json";
 
 impl CheckpointMeta {
-    /// Reads `dir/meta.json`; fails naming the folder when it or `model.safetensors` is missing.
+    /// Reads `dir/meta.json` (or an nnU-Net `.pth`'s metadata); fails naming the folder when it
+    /// or `model.safetensors` is missing.
     pub fn read(dir: &Path) -> Result<CheckpointMeta> {
         let bad = |msg: String| InferError::Checkpoint { path: dir.to_path_buf(), msg };
+        if is_nnunet_checkpoint(dir) {
+            let i = nnunet_net::nnunet_checkpoint::read_info(dir).map_err(|e| bad(e.to_string()))?;
+            return Ok(CheckpointMeta {
+                in_channels: i.in_channels,
+                num_classes: i.num_classes,
+                inference_allowed_mirroring_axes: i.inference_allowed_mirroring_axes,
+            });
+        }
         if !dir.join(CHECKPOINT_WEIGHTS).is_file() {
             return Err(bad(format!("{CHECKPOINT_WEIGHTS} is missing")));
         }

@@ -7,6 +7,8 @@
 //! - [`verify`]: nnU-Net's dataset integrity check, one problem per issue.
 //! - [`synth`]: a synthetic CT/MR dataset generator; [`rng`]: the seedable PRNG it uses.
 //! - [`zarr`]: a minimal Zarr v3 array store (regular chunks, zstd) for preprocessed cases.
+//! - [`pickle`], [`pth`]: the pickle subset and zip container of PyTorch checkpoints (`.pth`),
+//!   read without executing anything, and written.
 //! - [`table`]: small columnar tables written as Parquet (fingerprints, logs, metrics).
 //!
 //! Architecture invariant: this crate knows nothing of the pipeline engine (no cache keys,
@@ -15,6 +17,8 @@
 pub mod dataset;
 pub mod labels;
 pub mod nifti;
+pub mod pickle;
+pub mod pth;
 pub mod rng;
 pub mod synth;
 pub mod table;

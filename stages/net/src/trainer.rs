@@ -61,6 +61,9 @@ pub struct TrainOptions {
     pub torch_threads: usize,
     /// Memory budget for keeping decoded store cases in memory (0: always partial reads).
     pub case_cache_bytes: usize,
+    /// Initial weights (fine-tuning, nnU-Net's `-pretrained_weights`); a resumed run keeps
+    /// its checkpoint's.
+    pub pretrained: Option<std::sync::Arc<crate::nnunet_checkpoint::Pretrained>>,
 }
 
 impl Default for TrainOptions {
@@ -87,6 +90,7 @@ impl Default for TrainOptions {
             mixed_precision: true,
             torch_threads: 1,
             case_cache_bytes: DEFAULT_CASE_CACHE_BYTES,
+            pretrained: None,
         }
     }
 }
@@ -298,6 +302,9 @@ pub fn train_fold_sources<E: std::fmt::Display, F: FnMut(&[EpochRecord]) -> std:
     let mut net = build_network_seeded(&vs.root(), &arch, in_channels as i64, num_outputs, &opts.net, opts.seed)?;
     if cuda && opts.mixed_precision {
         net.set_compute_kind(Some(Kind::BFloat16));
+    }
+    if let Some(p) = &opts.pretrained {
+        p.apply(&vs)?;
     }
     let params: Vec<(String, Tensor)> = {
         let mut v: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
