@@ -157,7 +157,10 @@ pub fn export(model: &Model, out: &Path) -> Result<Vec<PathBuf>> {
             },
             "exported_by": "nnunet-rs pipeline export --format nnunet",
         });
-        write_file(&out.join(nnunet_infer::nnunet_folder::INFERENCE_INFORMATION), serde_json::to_string_pretty(&ii)?.as_bytes())?;
+        write_file(
+            &out.join(nnunet_infer::nnunet_folder::INFERENCE_INFORMATION),
+            serde_json::to_string_pretty(&ii)?.as_bytes(),
+        )?;
     }
     Ok(folders)
 }
@@ -173,7 +176,8 @@ mod tests {
             LabelOrRegion::Label(1),
             LabelOrRegion::Label(2),
         ]));
-        d.steps.push(nnunet_eval::postprocess::PostprocessingStep::keep_largest(vec![LabelOrRegion::Region(vec![1, 2])]));
+        d.steps
+            .push(nnunet_eval::postprocess::PostprocessingStep::keep_largest(vec![LabelOrRegion::Region(vec![1, 2])]));
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("postprocessing.pkl");
         write_file(&p, &postprocessing_pickle(&d)).unwrap();

@@ -171,11 +171,13 @@ fn read_pretrained(path: &Path, cfg: &str, fold: &str) -> Result<nnunet_net::nnu
         let tmp = tempfile::tempdir()?;
         let b = nnunet_infer::bundle::load_bundle(path, &tmp.path().join("bundle"))?;
         let cs = &b.manifest.configurations;
-        let c = cs
-            .iter()
-            .find(|c| c.name == cfg)
-            .or(if cs.len() == 1 { cs.first() } else { None })
-            .ok_or_else(|| anyhow!("the bundle has no configuration {cfg} (it has {})", cs.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")))?;
+        let c =
+            cs.iter().find(|c| c.name == cfg).or(if cs.len() == 1 { cs.first() } else { None }).ok_or_else(|| {
+                anyhow!(
+                    "the bundle has no configuration {cfg} (it has {})",
+                    cs.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+                )
+            })?;
         let f = c.folds.iter().find(|f| f.as_str() == fold).or(c.folds.first()).ok_or_else(|| anyhow!("no folds"))?;
         let dir = b.root.join(nnunet_infer::bundle::fold_path(&c.name, f));
         return Ok(read_safetensors(&dir.join(nnunet_net::checkpoint::WEIGHTS))?);

@@ -136,7 +136,10 @@ impl PostprocessingDecision {
         let bytes = std::fs::read(path).map_err(|source| EvalError::Io { path: path.to_path_buf(), source })?;
         let opts = ReadOptions { references: vec![NNUNET_KEEP_LARGEST.into()], ..ReadOptions::default() };
         let v = read(&bytes, &opts).map_err(|e| bad(e.to_string()))?;
-        let pair = v.as_seq().filter(|p| p.len() == 2).ok_or_else(|| bad("expected the tuple (pp_fns, pp_fn_kwargs)".into()))?;
+        let pair = v
+            .as_seq()
+            .filter(|p| p.len() == 2)
+            .ok_or_else(|| bad("expected the tuple (pp_fns, pp_fn_kwargs)".into()))?;
         let (fns, kwargs) = match (pair[0].as_seq(), pair[1].as_seq()) {
             (Some(f), Some(k)) if f.len() == k.len() => (f, k),
             _ => return Err(bad("pp_fns and pp_fn_kwargs must be lists of the same length".into())),

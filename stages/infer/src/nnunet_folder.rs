@@ -38,7 +38,9 @@ pub fn checkpoint_file(which: &str) -> Result<String> {
         "final" => Ok("checkpoint_final.pth".into()),
         "best" => Ok("checkpoint_best.pth".into()),
         other if other.ends_with(".pth") && !other.contains('/') => Ok(other.into()),
-        other => Err(InferError::Invalid(format!("--checkpoint {other}: expected final, best or a file name ending in .pth"))),
+        other => Err(InferError::Invalid(format!(
+            "--checkpoint {other}: expected final, best or a file name ending in .pth"
+        ))),
     }
 }
 
@@ -139,14 +141,23 @@ pub fn model_from_nnunet(
             dirs = sel
                 .iter()
                 .map(|m| {
-                    let part = |k: &str| m[k].as_str().map(String::from).ok_or_else(|| bad(&ii_path, format!("a selected model has no '{k}'")));
-                    Ok(root.join(format!("{}__{}__{}", part("trainer")?, part("plans_identifier")?, part("configuration")?)))
+                    let part = |k: &str| {
+                        m[k].as_str()
+                            .map(String::from)
+                            .ok_or_else(|| bad(&ii_path, format!("a selected model has no '{k}'")))
+                    };
+                    Ok(root.join(format!(
+                        "{}__{}__{}",
+                        part("trainer")?,
+                        part("plans_identifier")?,
+                        part("configuration")?
+                    )))
                 })
                 .collect::<Result<_>>()?;
             if folds.is_none() {
-                folds = ii["folds"].as_array().map(|a| {
-                    a.iter().map(|f| f.as_str().map(String::from).unwrap_or_else(|| f.to_string())).collect()
-                });
+                folds = ii["folds"]
+                    .as_array()
+                    .map(|a| a.iter().map(|f| f.as_str().map(String::from).unwrap_or_else(|| f.to_string())).collect());
             }
             if pp.is_none() {
                 if let Some(f) = best["postprocessing_file"].as_str() {
@@ -159,7 +170,10 @@ pub fn model_from_nnunet(
         }
     }
     if dirs.is_empty() || dirs.len() > 2 {
-        return Err(InferError::Invalid(format!("an nnU-Net model is one model folder or an ensemble of two, not {}", dirs.len())));
+        return Err(InferError::Invalid(format!(
+            "an nnU-Net model is one model folder or an ensemble of two, not {}",
+            dirs.len()
+        )));
     }
     let mut configurations = Vec::new();
     let mut files = None;

@@ -78,7 +78,9 @@ fn tensors_of<'a>(v: &'a Value, path: &Path, what: &str) -> Result<Vec<(&'a str,
         .iter()
         .map(|(k, t)| match (k, t) {
             (Value::Str(k), Value::Tensor(t)) => Ok((k.as_str(), t)),
-            (k, t) => Err(ck_err(path, format!("'{what}' holds {} → {}, not name → tensor", k.type_name(), t.type_name()))),
+            (k, t) => {
+                Err(ck_err(path, format!("'{what}' holds {} → {}, not name → tensor", k.type_name(), t.type_name())))
+            }
         })
         .collect()
 }
@@ -93,7 +95,9 @@ fn info_of(root: &Value, weights: &[(&str, &TensorRef)], path: &Path) -> Result<
                 .ok_or_else(|| ck_err(path, "inference_allowed_mirroring_axes is not a tuple of axes"))?,
         ),
     };
-    let shape_of = |name: &str| weights.iter().find(|(k, _)| canonical_name(k).as_deref() == Some(name)).map(|(_, t)| t.shape.clone());
+    let shape_of = |name: &str| {
+        weights.iter().find(|(k, _)| canonical_name(k).as_deref() == Some(name)).map(|(_, t)| t.shape.clone())
+    };
     let first = shape_of("encoder.stages.0.0.convs.0.conv.weight")
         .or_else(|| shape_of("encoder.stem.convs.0.conv.weight"))
         .ok_or_else(|| ck_err(path, "network_weights has no first encoder convolution (not a U-Net of nnU-Net's)"))?;
@@ -125,7 +129,10 @@ fn open(path: &Path) -> Result<PthArchive> {
 /// Reads the metadata of a checkpoint (no tensor data is read).
 pub fn read_info(path: &Path) -> Result<NnunetCheckpointInfo> {
     let a = open(path)?;
-    let w = a.root.get("network_weights").ok_or_else(|| ck_err(path, "has no 'network_weights' (not an nnU-Net checkpoint)"))?;
+    let w = a
+        .root
+        .get("network_weights")
+        .ok_or_else(|| ck_err(path, "has no 'network_weights' (not an nnU-Net checkpoint)"))?;
     let tensors = tensors_of(w, path, "network_weights")?;
     info_of(&a.root, &tensors, path)
 }
@@ -134,7 +141,9 @@ pub fn read_info(path: &Path) -> Result<NnunetCheckpointInfo> {
 pub fn read_checkpoint(path: &Path) -> Result<(NnunetCheckpointInfo, Weights)> {
     let mut a = open(path)?;
     let root = a.root.clone();
-    let w = root.get("network_weights").ok_or_else(|| ck_err(path, "has no 'network_weights' (not an nnU-Net checkpoint)"))?;
+    let w = root
+        .get("network_weights")
+        .ok_or_else(|| ck_err(path, "has no 'network_weights' (not an nnU-Net checkpoint)"))?;
     let tensors = tensors_of(w, path, "network_weights")?;
     let info = info_of(&root, &tensors, path)?;
     let mut weights = Weights::new();
@@ -234,9 +243,9 @@ pub fn load_weights(vs: &nn::VarStore, weights: &Weights, mode: LoadMode, path: 
                 });
                 report.loaded += 1;
             }
-            Some((s, _)) if head && mode == LoadMode::Pretrained => {
-                report.skipped.push((name.clone(), format!("shape {s:?} in the checkpoint, {shape:?} here (fresh head)")))
-            }
+            Some((s, _)) if head && mode == LoadMode::Pretrained => report
+                .skipped
+                .push((name.clone(), format!("shape {s:?} in the checkpoint, {shape:?} here (fresh head)"))),
             None if head && mode == LoadMode::Pretrained => {
                 report.skipped.push((name.clone(), "not in the checkpoint (fresh head)".into()))
             }
@@ -298,15 +307,19 @@ pub fn read_safetensors(path: &Path) -> Result<Weights> {
     let mut w = Weights::new();
     for (name, t) in tensors {
         let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
-        let data: Vec<f32> =
-            Vec::try_from(t.to_kind(Kind::Float).contiguous().view([-1])).map_err(|e| ck_err(path, e.to_string()))?;
+        let data: Vec<f32> = Vec::<f32>::try_from(t.to_kind(Kind::Float).contiguous().view([-1]))
+            .map_err(|e: tch::TchError| ck_err(path, e.to_string()))?;
         w.insert(name, (shape, data));
     }
     Ok(w)
 }
 
 /// Builds the network of `arch` for inference on `device` and loads an nnU-Net checkpoint into it.
-pub fn load_network(path: &Path, arch: &Architecture, device: Device) -> Result<(nn::VarStore, UNet, NnunetCheckpointInfo)> {
+pub fn load_network(
+    path: &Path,
+    arch: &Architecture,
+    device: Device,
+) -> Result<(nn::VarStore, UNet, NnunetCheckpointInfo)> {
     let (info, weights) = read_checkpoint(path)?;
     let opts = net_options_of(arch).map_err(|m| ck_err(path, m))?;
     let vs = nn::VarStore::new(device);
@@ -357,7 +370,8 @@ fn state_dict(vs: &nn::VarStore, norm: Norm) -> Result<(Value, Vec<StorageData>)
         // BatchNorm's step counter (a buffer our network does not keep): 0.
         let key = storages.len().to_string();
         storages.push(StorageData { key: key.clone(), dtype: DType::I64, bytes: 0i64.to_le_bytes().to_vec() });
-        let t = TensorRef { storage: key, dtype: DType::I64, storage_numel: 1, offset: 0, shape: vec![], stride: vec![] };
+        let t =
+            TensorRef { storage: key, dtype: DType::I64, storage_numel: 1, offset: 0, shape: vec![], stride: vec![] };
         let mut extra = Vec::new();
         for (k, _) in items.iter().chain(&decoder_aliases) {
             if let Some(p) = k.strip_suffix(".running_mean") {

@@ -201,7 +201,10 @@ pub enum Value {
     List(Vec<Value>),
     Tuple(Vec<Value>),
     /// A dict (insertion order); `ordered` marks a `collections.OrderedDict`.
-    Dict { items: Vec<(Value, Value)>, ordered: bool },
+    Dict {
+        items: Vec<(Value, Value)>,
+        ordered: bool,
+    },
     Tensor(TensorRef),
     Array(NdArray),
     /// A reference to a global the caller allowed (`module.name`); never called.
@@ -218,7 +221,9 @@ impl Value {
     /// The value of a string key of a dict.
     pub fn get(&self, key: &str) -> Option<&Value> {
         match self {
-            Value::Dict { items, .. } => items.iter().find(|(k, _)| matches!(k, Value::Str(s) if s == key)).map(|x| &x.1),
+            Value::Dict { items, .. } => {
+                items.iter().find(|(k, _)| matches!(k, Value::Str(s) if s == key)).map(|x| &x.1)
+            }
             _ => None,
         }
     }

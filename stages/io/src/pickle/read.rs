@@ -28,13 +28,23 @@ enum Node {
     Leaf(Value),
     List(Vec<usize>),
     Tuple(Vec<usize>),
-    Dict { items: Vec<(usize, usize)>, ordered: bool },
+    Dict {
+        items: Vec<(usize, usize)>,
+        ordered: bool,
+    },
     /// A whitelisted global, before it is called.
     Global(String),
     /// A persistent id (torch storage), before `_rebuild_tensor_v2` uses it.
-    Storage { key: String, dtype: DType, numel: usize },
+    Storage {
+        key: String,
+        dtype: DType,
+        numel: usize,
+    },
     /// `numpy.dtype(code)`, byte order set by `BUILD`.
-    NpDtype { code: String, order: char },
+    NpDtype {
+        code: String,
+        order: char,
+    },
     /// `numpy.core.multiarray._reconstruct(...)`, filled by `BUILD`.
     NpPending,
 }
@@ -496,7 +506,9 @@ impl<'a> Reader<'a> {
                 b'F' => {
                     let l = self.line()?;
                     let s = String::from_utf8_lossy(l).to_string();
-                    self.leaf(Value::Float(s.trim().parse().map_or_else(|_| self.err(format!("bad float {s:?}")), Ok)?))?
+                    self.leaf(Value::Float(
+                        s.trim().parse().map_or_else(|_| self.err(format!("bad float {s:?}")), Ok)?,
+                    ))?
                 }
                 b'X' | 0x8c | 0x8d => {
                     let n = match op {

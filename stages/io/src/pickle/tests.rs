@@ -14,13 +14,14 @@ fn roundtrip_plain_values() {
         (Value::str("t4"), Value::Tuple((0..5).map(Value::Int).collect())),
         (Value::str("l"), Value::List(vec![Value::None, Value::Bool(true), Value::str("x")])),
         (Value::str("b"), Value::Bytes(vec![0, 255, 10])),
-        (
-            Value::str("od"),
-            Value::Dict { items: vec![(Value::str("k"), Value::Int(70000))], ordered: true },
-        ),
+        (Value::str("od"), Value::Dict { items: vec![(Value::str("k"), Value::Int(70000))], ordered: true }),
         (
             Value::str("arr"),
-            Value::Array(NdArray { dtype: DType::F64, shape: vec![2], data: [1.5f64, -2.0].iter().flat_map(|x| x.to_le_bytes()).collect() }),
+            Value::Array(NdArray {
+                dtype: DType::F64,
+                shape: vec![2],
+                data: [1.5f64, -2.0].iter().flat_map(|x| x.to_le_bytes()).collect(),
+            }),
         ),
     ]);
     let bytes = write(&v);
@@ -73,7 +74,14 @@ fn refuses_truncated_and_oversized() {
     let e = read(b"\x80\x02X\xff\xff\xff\x7fabc.", &opts()).unwrap_err();
     assert!(e.msg.contains("declares"), "{e}");
     // A tensor view past its storage.
-    let t = TensorRef { storage: "0".into(), dtype: DType::F32, storage_numel: 5, offset: 2, shape: vec![4], stride: vec![1] };
+    let t = TensorRef {
+        storage: "0".into(),
+        dtype: DType::F32,
+        storage_numel: 5,
+        offset: 2,
+        shape: vec![4],
+        stride: vec![1],
+    };
     let e = read(&write(&Value::Tensor(t)), &opts()).unwrap_err();
     assert!(e.msg.contains("past its storage"), "{e}");
 }

@@ -6,7 +6,8 @@ fn fixture(cfg: &str) -> PathBuf {
 }
 
 fn arch_of(cfg: &str) -> Architecture {
-    let plans: Plans = serde_json::from_str(&std::fs::read_to_string(fixture(cfg).join("plans.json")).unwrap()).unwrap();
+    let plans: Plans =
+        serde_json::from_str(&std::fs::read_to_string(fixture(cfg).join("plans.json")).unwrap()).unwrap();
     plans.configuration(cfg).unwrap().architecture
 }
 
@@ -29,7 +30,14 @@ fn check_logits(cfg: &str) {
     assert_eq!(info.fold.as_deref(), Some("0"));
     assert_eq!(
         info.inference_allowed_mirroring_axes,
-        Some(e["inference_allowed_mirroring_axes"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect())
+        Some(
+            e["inference_allowed_mirroring_axes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap() as usize)
+                .collect()
+        )
     );
     let in_shape = shape(&e["input_shape"]);
     let n: i64 = in_shape.iter().product();
@@ -66,8 +74,12 @@ fn written_state_dict_has_nnunet_keys_and_round_trips() {
         let vs = nn::VarStore::new(Device::Cpu);
         let opts = net_options_of(&arch_of(cfg)).unwrap();
         let _ = build_network(&vs.root(), &arch_of(cfg), 1, info.num_classes as i64, &opts).unwrap();
-        let want: BTreeSet<String> =
-            expected(cfg)["state_dict_keys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()).collect();
+        let want: BTreeSet<String> = expected(cfg)["state_dict_keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap().to_string())
+            .collect();
         assert_eq!(expected_state_dict_keys(&vs), want, "{cfg}");
         // Write and read back: same weights, same keys.
         let dir = tempfile::tempdir().unwrap();
@@ -87,7 +99,15 @@ fn written_state_dict_has_nnunet_keys_and_round_trips() {
         assert_eq!(info2.inference_allowed_mirroring_axes, Some(vec![0, 1]));
         assert_eq!(info2.current_epoch, Some(3));
         let a = PthArchive::open(&p).unwrap();
-        let keys: BTreeSet<String> = a.root.get("network_weights").unwrap().as_dict().unwrap().iter().map(|(k, _)| k.as_str().unwrap().to_string()).collect();
+        let keys: BTreeSet<String> = a
+            .root
+            .get("network_weights")
+            .unwrap()
+            .as_dict()
+            .unwrap()
+            .iter()
+            .map(|(k, _)| k.as_str().unwrap().to_string())
+            .collect();
         assert_eq!(keys, want);
         for (name, t) in vs.variables() {
             let got: Vec<f32> = Vec::try_from(t.contiguous().view([-1])).unwrap();
@@ -111,13 +131,16 @@ fn pretrained_mode_keeps_fresh_heads_on_label_mismatch() {
     let arch = arch_of("2d");
     let vs = nn::VarStore::new(Device::Cpu);
     let _ = build_network(&vs.root(), &arch, 1, 5, &net_options_of(&arch).unwrap()).unwrap();
-    let head_before: Vec<f32> = Vec::try_from(vs.variables()["decoder.seg_layers.1.weight"].contiguous().view([-1])).unwrap();
+    let head_before: Vec<f32> =
+        Vec::try_from(vs.variables()["decoder.seg_layers.1.weight"].contiguous().view([-1])).unwrap();
     assert!(load_weights(&vs, &w, LoadMode::Exact, Path::new("x")).is_err());
     let r = load_weights(&vs, &w, LoadMode::Pretrained, Path::new("x")).unwrap();
     assert_eq!(r.skipped.len(), 4, "{:?}", r.skipped);
-    let head_after: Vec<f32> = Vec::try_from(vs.variables()["decoder.seg_layers.1.weight"].contiguous().view([-1])).unwrap();
+    let head_after: Vec<f32> =
+        Vec::try_from(vs.variables()["decoder.seg_layers.1.weight"].contiguous().view([-1])).unwrap();
     assert_eq!(head_before, head_after);
-    let enc: Vec<f32> = Vec::try_from(vs.variables()["encoder.stages.0.0.convs.0.conv.weight"].contiguous().view([-1])).unwrap();
+    let enc: Vec<f32> =
+        Vec::try_from(vs.variables()["encoder.stages.0.0.convs.0.conv.weight"].contiguous().view([-1])).unwrap();
     assert_eq!(enc, w["encoder.stages.0.0.convs.0.conv.weight"].1);
 }
 
