@@ -233,6 +233,9 @@ pub struct PredictArgs {
     /// Sliding-window step as a fraction of the patch size (nnU-Net's -step_size).
     #[arg(long, default_value_t = 0.5)]
     pub step_size: f64,
+    /// Accumulate tiles in f16 as nnU-Net does (default f32, more exact); for parity checks.
+    #[arg(long)]
+    pub fp16_accumulation: bool,
     /// Post-processing to apply: nnU-Net's postprocessing.pkl or our postprocessing.json
     /// (default: the model's own, if any).
     #[arg(long)]

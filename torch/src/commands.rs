@@ -71,6 +71,7 @@ pub fn predict(a: PredictArgs) -> Result<()> {
             save_probabilities: a.save_probabilities,
             postprocessing: !a.no_postprocessing,
             tile_step_size: a.step_size,
+            fp16_accumulation: a.fp16_accumulation,
         };
         if !a.json {
             eprintln!(

@@ -43,6 +43,7 @@ pub fn run(ctx: &RunCtx) -> Result<()> {
         save_probabilities: ctx.param_bool("save_probabilities")?,
         postprocessing: true,
         tile_step_size: 0.5,
+        fp16_accumulation: false,
     };
     let t0 = std::time::Instant::now();
     engine::alloc::keep_large_allocations();

@@ -236,6 +236,8 @@ pub struct PredictOptions {
     pub postprocessing: bool,
     /// Sliding-window step as a fraction of the patch (nnU-Net's `-step_size`, 0.5).
     pub tile_step_size: f64,
+    /// Accumulate in f16 like nnU-Net (parity checks) instead of f32.
+    pub fp16_accumulation: bool,
 }
 
 /// Seconds spent on one case.
@@ -264,6 +266,9 @@ pub fn predict_cases(
         let mut sw = crate::sliding_window::SlidingWindowOptions::default();
         sw.device = opts.device;
         sw.tile_step_size = opts.tile_step_size;
+        if opts.fp16_accumulation {
+            sw.accumulation = crate::sliding_window::Accumulation::F16;
+        }
         let p = Predictor::from_checkpoints(&model.folds_of(cfg_name)?, &cfg, sw, &crate::network::load_checkpoint)
             .map_err(|e| invalid(format!("loading {cfg_name}: {e}")))?;
         predictors.insert(cfg_name.clone(), p);
