@@ -27,8 +27,9 @@ def main():
     ap.add_argument("--min-agreement", type=float, default=99.9)
     ap.add_argument("--max-prob-diff", type=float, default=1e-3)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--subset", action="store_true", help="only the cases OURS_DIR has (the peer predicted more)")
     a = ap.parse_args()
-    cases = sorted(f[:-7] for f in os.listdir(a.peer) if f.endswith(".nii.gz"))
+    cases = sorted(f[:-7] for f in os.listdir(a.ours if a.subset else a.peer) if f.endswith(".nii.gz"))
     if not cases:
         sys.exit(f"no predictions in {a.peer}")
     rows, ok = [], True
