@@ -176,6 +176,9 @@ pub struct SynthArgs {
     /// Relative per-case jitter of the spacing (0 = every case has exactly `--spacing`).
     #[arg(long, default_value_t = 0.05)]
     pub spacing_jitter: f64,
+    /// Lesion (even label) size relative to the default: radii 0.35-0.5 of the organ's x SCALE.
+    #[arg(long, default_value_t = 1.0)]
+    pub lesion_scale: f64,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Dataset name written to dataset.json.

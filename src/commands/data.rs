@@ -38,6 +38,7 @@ pub fn synth(a: SynthArgs) -> Result<()> {
         o.shape = [t[0] as usize, t[1] as usize, t[2] as usize];
     }
     o.spacing_jitter = a.spacing_jitter;
+    o.lesion_scale = a.lesion_scale;
     o.seed = a.seed;
     if let Some(n) = &a.name {
         o.name = n.clone();
