@@ -30,6 +30,9 @@ pub struct PipelineArgs {
     /// Override a value: STAGE.PARAM=V, NAME=V (global param), device=V; `a,b` sweeps.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+    /// Only this entry of the pipeline's `variants:`.
+    #[arg(long = "variant", value_name = "NAME")]
+    pub variant: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -54,8 +57,10 @@ pub enum Command {
     Predict(PredictArgs),
     /// Write a self-contained model bundle from a run.
     Export(ExportArgs),
-    /// Write an HTML + Markdown report of a run.
+    /// Write an HTML + Markdown report of a run, or the comparison page of a sweep folder.
     Report(ReportArgs),
+    /// Compare run folders on one page (the first is the baseline).
+    Compare(CompareArgs),
     /// Benchmarks (printed figures; compare with the peer through bench/run.sh).
     Bench(BenchArgs),
     /// Cancel the cluster jobs a run submitted.
@@ -171,6 +176,9 @@ pub struct SynthArgs {
     /// Relative per-case jitter of the spacing (0 = every case has exactly `--spacing`).
     #[arg(long, default_value_t = 0.05)]
     pub spacing_jitter: f64,
+    /// Lesion (even label) size relative to the default: radii 0.35-0.5 of the organ's x SCALE.
+    #[arg(long, default_value_t = 1.0)]
+    pub lesion_scale: f64,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Dataset name written to dataset.json.
@@ -272,11 +280,22 @@ pub struct ExportArgs {
 
 #[derive(Args, Debug)]
 pub struct ReportArgs {
-    /// Run folder (default: the run of ./pipeline.yaml).
+    /// Run folder, or a sweep folder (with sweep.json) for the comparison of its variants
+    /// (default: the run of ./pipeline.yaml).
     pub run: Option<PathBuf>,
     /// Output folder for report.html / report.md (default: RUN/report).
     #[arg(short = 'o', long)]
     pub output: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// Run folders; the first is the baseline.
+    #[arg(required = true, num_args = 2..)]
+    pub runs: Vec<PathBuf>,
+    /// Output folder for report.html / report.md / comparison.json.
+    #[arg(short = 'o', long)]
+    pub output: PathBuf,
 }
 
 #[derive(Args, Debug)]

@@ -23,4 +23,5 @@ pub mod runner;
 pub mod session;
 pub mod slurm;
 pub mod statcache;
+pub mod sweep;
 pub mod torch;

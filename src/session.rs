@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::cache::{Cache, Manifest};
-use crate::config::{variant_label, PipelineSpec};
+use crate::config::PipelineSpec;
 use crate::dag::{self, Dag};
 use crate::key::KeyComponents;
 use crate::kind::{ExecEnv, Reads};
@@ -20,7 +20,7 @@ pub struct Session<'a> {
     pub dag: Dag,
     pub cache: &'a Cache,
     pub stat: &'a StatCache,
-    /// Run name for the outputs view and refs (`name` or `name+k=v` for sweep variants).
+    /// Run name for the outputs view and refs (`name`, or `name/LABEL` for a sweep's variants).
     pub run_name: String,
     pub env: ExecEnv,
 }
@@ -41,11 +41,7 @@ impl<'a> Session<'a> {
         let dataset = open_dataset(&spec.dataset.value)
             .with_context(|| format!("dataset {} (from {})", spec.dataset.value.display(), spec.file.display()))?;
         let dag = dag::build(&spec, &dataset)?;
-        let run_name = if spec.variant.is_empty() {
-            spec.name.clone()
-        } else {
-            format!("{}+{}", spec.name, variant_label(&spec.variant))
-        };
+        let run_name = spec.run_name();
         Ok(Session { spec, dataset, dag, cache, stat, run_name, env })
     }
 

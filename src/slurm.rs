@@ -174,8 +174,11 @@ pub fn submit(session: &Session, until: Option<&str>, exe: &Path) -> Result<Subm
                 ids.iter().map(|i| format!("  '{}'", i.replace('\'', "'\\''"))).collect::<Vec<_>>().join("\n")
             ));
             body.push_str("IDX=${SLURM_ARRAY_TASK_ID:-0}\n");
-            let sets: String =
+            let mut sets: String =
                 session.spec.sets.iter().map(|s| format!(" --set '{}'", s.replace('\'', "'\\''"))).collect();
+            if let Some(v) = &session.spec.variant_name {
+                sets.push_str(&format!(" --variant '{v}'"));
+            }
             body.push_str(&format!(
                 "cd '{}'\nexec '{}' exec-unit -f '{}'{sets} --run '{}' --unit \"${{UNITS[$IDX]}}\"\n",
                 std::env::current_dir()?.display(),

@@ -106,8 +106,10 @@ fn sweep_shares_preprocessing() {
     let built1 = units_with(&reports[1], "built");
     assert!(built0.iter().any(|u| u.starts_with("resample")));
     assert_eq!(stages(&built1), BTreeSet::from(["train".to_string()]), "second variant rebuilt: {built1:?}");
-    assert!(p.path().join("runs/t+train.seed=1").is_dir());
-    assert!(p.path().join("runs/t+train.seed=2").is_dir());
+    // Variants are grouped under the sweep's folder and named by what varies.
+    assert!(p.path().join("runs/t/train.seed=1/run.json").is_file());
+    assert!(p.path().join("runs/t/train.seed=2/run.json").is_file());
+    assert!(p.path().join("runs/t/sweep.json").is_file());
 }
 
 #[test]

@@ -40,6 +40,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     cache.clean_tmp()?;
     let mut reports = Vec::new();
     let mut first_err = None;
+    let variants_meta = variants.clone();
     for spec in variants {
         let session = open_session(spec, &cache, &stat, a.jobs)?;
         let opts = opts_for(session.env.cpus);
@@ -63,6 +64,12 @@ pub fn run(a: RunArgs) -> Result<()> {
             first_err.get_or_insert(e);
         }
         reports.push(report);
+    }
+    if let Some(p) = crate::sweep::write_manifest(&variants_meta)? {
+        if !a.json {
+            let dir = p.parent().unwrap_or(&p).display();
+            eprintln!("sweep: {} variants in {dir}; `pipeline report {dir}` compares them", variants_meta.len());
+        }
     }
     if a.json {
         print_json(&reports)?;
@@ -93,7 +100,11 @@ fn needs_torch(
 }
 
 pub fn status(a: StatusArgs) -> Result<()> {
-    let spec = load_single(&a.pipeline)?;
+    let mut variants = load_variants(&a.pipeline)?;
+    if variants.len() > 1 {
+        return super::sweep::status(&a, variants);
+    }
+    let spec = variants.remove(0);
     let (cache, stat) = open_cache(&spec)?;
     let session = open_session(spec, &cache, &stat, None)?;
     let states = session.evaluate()?;
@@ -290,11 +301,7 @@ pub fn gc(a: GcArgs) -> Result<()> {
 pub fn cancel(a: CancelArgs) -> Result<()> {
     let spec = load_single(&a.pipeline)?;
     let (cache, _stat) = open_cache(&spec)?;
-    let run = if spec.variant.is_empty() {
-        spec.name.clone()
-    } else {
-        format!("{}+{}", spec.name, crate::config::variant_label(&spec.variant))
-    };
+    let run = spec.run_name();
     let ids = slurm::cancel(&cache.root, &run)?;
     if ids.is_empty() {
         println!("{run}: no queued or running jobs");
@@ -314,6 +321,7 @@ fn run_slurm(a: &RunArgs, variants: Vec<crate::config::PipelineSpec>) -> Result<
         slurm::preflight(spec, &cache.root)?;
     }
     let _lock = cache.lock_run(!a.no_wait)?;
+    crate::sweep::write_manifest(&variants)?;
     let mut subs = Vec::new();
     for spec in variants {
         let poll = std::time::Duration::from_secs_f64(spec.slurm.poll_seconds.unwrap_or(2.0).max(0.2));

@@ -9,6 +9,7 @@
 //! - [`postprocess`]: `determine_postprocessing` (§10.2) and [`apply_postprocessing`].
 //! - [`ensemble`]: best configuration / pair ensemble selection (§10.1), probability averaging.
 //! - [`segmentation`]: scores -> label map (argmax or region painting).
+//! - [`paired`]: paired per-case comparison of two models (bootstrap CI, Wilcoxon signed-rank).
 //!
 //! Domain crate: plain functions and types, no engine imports, no tch.
 
@@ -18,6 +19,7 @@ pub mod ensemble;
 pub mod error;
 pub mod folder;
 pub mod metrics;
+pub mod paired;
 pub mod postprocess;
 pub mod pyjson;
 pub mod segmentation;
