@@ -51,18 +51,11 @@ pub fn run(ctx: &RunCtx) -> Result<()> {
         epoch_table(records).write_parquet(&log_path)?;
         Ok(!ctx.cancelled())
     };
-    let outcome = nnunet_net::trainer::train_fold(
-        &opts,
-        &plans,
-        &cfg,
-        &labels,
-        &store,
-        &train_ids,
-        &val_ids,
-        &ctx.out,
-        &mut on_epoch,
-    )
-    .with_context(|| format!("training {cfg_name} fold {fold}"))?;
+    let cases =
+        nnunet_net::trainer::FoldCases::from_store(&store, &labels, &train_ids, &val_ids, opts.case_cache_bytes)
+            .with_context(|| format!("opening the preprocessed cases of fold {fold}"))?;
+    let outcome = nnunet_net::trainer::train_fold(&opts, &cfg, cases, &ctx.out, &mut on_epoch)
+        .with_context(|| format!("training {cfg_name} fold {fold}"))?;
     ctx.check_cancel()?;
     write_json(&ctx.out.join("training.json"), &outcome)?;
 
