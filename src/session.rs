@@ -10,9 +10,10 @@ use crate::cache::{Cache, Manifest};
 use crate::config::{variant_label, PipelineSpec};
 use crate::dag::{self, Dag};
 use crate::key::KeyComponents;
-use crate::kind::{ExecEnv, Reads};
+use crate::kind::{ExecEnv, Reads, StageKind};
 use crate::statcache::StatCache;
 use nnunet_io::dataset::{open_dataset, Dataset};
+use serde_json::Value;
 
 pub struct Session<'a> {
     pub spec: PipelineSpec,
@@ -91,7 +92,7 @@ impl<'a> Session<'a> {
         Ok(KeyComponents {
             kind: unit.kind.name().to_string(),
             version: unit.kind.version(),
-            params: unit.params.clone(),
+            params: key_params(unit.kind, &unit.params),
             coords: unit.coords.clone(),
             case: unit.case.clone(),
             aggregate: unit.aggregate,
@@ -126,5 +127,19 @@ impl<'a> Session<'a> {
     /// The artifact `out/` dir of a manifest.
     pub fn out_dir(&self, m: &Manifest) -> PathBuf {
         self.cache.artifact_dir(&m.components.kind, &m.key).join("out")
+    }
+}
+
+/// The params that enter a unit's key: all declared params except those that do not change
+/// the output ([`crate::params::ParamSpec::changes_output`]).
+fn key_params(kind: &dyn StageKind, params: &Value) -> Value {
+    match params {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| kind.params().iter().find(|p| p.name == k.as_str()).is_none_or(|p| p.changes_output))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        other => other.clone(),
     }
 }

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use super::{read_json, write_json};
 use crate::kind::{Fanout, RunCtx, StageKind, UnitView};
-use crate::params::{ParamSpec, NON_NEG};
-use nnunet_io::dataset::Dataset;
+use crate::params::{ParamSpec, NON_NEG_INT};
+use nnunet_io::dataset::{Case, Dataset};
 use nnunet_io::table::{Column, Table};
 use nnunet_prep::fingerprint::{aggregate, CaseFingerprint};
 
@@ -15,14 +15,15 @@ pub struct Fingerprint;
 
 const PARAMS: &[ParamSpec] = &[ParamSpec {
     name: "fingerprint_seed",
-    ty: NON_NEG,
+    ty: NON_NEG_INT,
     default: "1234",
+    changes_output: true,
     help: "seed of the foreground intensity sampling (nnU-Net: RandomState(1234))",
 }];
 
 impl StageKind for Fingerprint {
     fn name(&self) -> &'static str {
-        "fingerprint"
+        super::FINGERPRINT
     }
     fn version(&self) -> u32 {
         // 2: foreground samples drawn as an exact multinomial (different draws from the same seed)
@@ -42,6 +43,25 @@ impl StageKind for Fingerprint {
             Some(id) => ds.cases.iter().find(|c| c.id == id).map(|c| c.files()).unwrap_or_default(),
             None => Vec::new(),
         }
+    }
+    /// Cases about to be fingerprinted are verified like nnU-Net's verify_dataset_integrity.
+    /// Dataset-wide checks need every case (numTraining, label consistency), so the whole
+    /// dataset is verified whenever any case is about to be fingerprinted.
+    fn preflight(&self, ds: &Dataset, cases: &[&Case]) -> Result<()> {
+        if cases.is_empty() {
+            return Ok(());
+        }
+        let report = nnunet_io::verify::verify_dataset(ds, &|_, _| {});
+        if report.problems.is_empty() {
+            return Ok(());
+        }
+        let lines: Vec<String> = report.problems.iter().map(|p| format!("  {p}")).collect();
+        anyhow::bail!(
+            "dataset {} failed verification ({} problem(s)); nothing was written:\n{}",
+            ds.root.display(),
+            lines.len(),
+            lines.join("\n")
+        )
     }
     fn run(&self, ctx: &RunCtx) -> Result<()> {
         match ctx.case {

@@ -19,6 +19,8 @@ pub enum InferError {
     Zarr(#[from] nnunet_io::zarr::ZarrError),
     #[error("torch: {0}")]
     Torch(#[from] tch::TchError),
+    #[error(transparent)]
+    Net(#[from] nnunet_net::NetError),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     /// A checkpoint folder that cannot be used.

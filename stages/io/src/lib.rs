@@ -8,11 +8,13 @@
 //! - [`synth`]: a synthetic CT/MR dataset generator; [`rng`]: the seedable PRNG it uses.
 //! - [`zarr`]: a minimal Zarr v3 array store (regular chunks, zstd) for preprocessed cases.
 //! - [`table`]: small columnar tables written as Parquet (fingerprints, logs, metrics).
+//! - [`fsio`]: crash-safe file writes (temporary file + rename), JSON, NaN-as-null serde.
 //!
 //! Architecture invariant: this crate knows nothing of the pipeline engine (no cache keys,
 //! no YAML); it is plain functions and types.
 
 pub mod dataset;
+pub mod fsio;
 pub mod labels;
 pub mod nifti;
 pub mod rng;

@@ -91,46 +91,20 @@ impl Default for TrainOptions {
     }
 }
 
-mod nan_f64 {
-    use serde::{Deserialize, Deserializer, Serializer};
-    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
-        if v.is_finite() {
-            s.serialize_f64(*v)
-        } else {
-            s.serialize_none()
-        }
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
-    }
-}
-
-mod nan_pairs {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-    pub fn serialize<S: Serializer>(v: &[(String, f64)], s: S) -> Result<S::Ok, S::Error> {
-        let o: Vec<(&str, Option<f64>)> = v.iter().map(|(k, x)| (k.as_str(), x.is_finite().then_some(*x))).collect();
-        o.serialize(s)
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, f64)>, D::Error> {
-        let o = Vec::<(String, Option<f64>)>::deserialize(d)?;
-        Ok(o.into_iter().map(|(k, x)| (k, x.unwrap_or(f64::NAN))).collect())
-    }
-}
-
 /// One epoch's numbers (NaN is written as `null`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochRecord {
     pub epoch: usize,
-    #[serde(with = "nan_f64")]
+    #[serde(with = "nnunet_io::fsio::nan_as_null")]
     pub train_loss: f64,
-    #[serde(with = "nan_f64")]
+    #[serde(with = "nnunet_io::fsio::nan_as_null")]
     pub val_loss: f64,
     /// Global (patch-based) Dice per foreground class or region: `(name, dice)`.
-    #[serde(with = "nan_pairs")]
+    #[serde(with = "nnunet_io::fsio::nan_as_null::pairs")]
     pub pseudo_dice: Vec<(String, f64)>,
-    #[serde(with = "nan_f64")]
+    #[serde(with = "nnunet_io::fsio::nan_as_null")]
     pub mean_fg_dice: f64,
-    #[serde(with = "nan_f64")]
+    #[serde(with = "nnunet_io::fsio::nan_as_null")]
     pub ema_fg_dice: f64,
     pub lr: f64,
     pub epoch_seconds: f64,
@@ -149,7 +123,7 @@ pub struct TrainOutcome {
     /// Stopped because the epoch callback asked to.
     pub cancelled: bool,
     pub resumed_from: Option<usize>,
-    #[serde(with = "nan_f64")]
+    #[serde(with = "nnunet_io::fsio::nan_as_null")]
     pub best_ema_fg_dice: f64,
     pub best_epoch: Option<usize>,
     pub last: Option<EpochRecord>,
@@ -418,7 +392,7 @@ impl<'a> Trainer<'a> {
             in_channels,
             num_classes: num_outputs as usize,
             net_options: NetOptions { deep_supervision: false, ..opts.net },
-            inference_allowed_mirroring_axes: aug.inference_mirror_axes(),
+            inference_allowed_mirroring_axes: Some(aug.inference_mirror_axes()),
             epoch: 0,
             features_cap: opts.features_cap,
             architecture: Some(arch),

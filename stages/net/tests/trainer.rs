@@ -136,7 +136,7 @@ fn loss_decreases_and_checkpoints_follow_the_contract() {
     // The inference side loads the final checkpoint with deep supervision off.
     let (_vs, net, meta) = load_network(&dir.path().join(checkpoint::FINAL), &cfg.architecture, Device::Cpu).unwrap();
     assert_eq!((meta.in_channels, meta.num_classes, meta.epoch), (1, 2, 3));
-    assert_eq!(meta.inference_allowed_mirroring_axes, vec![0, 1, 2]);
+    assert_eq!(meta.inference_allowed_mirroring_axes, Some(vec![0, 1, 2]));
     let y = tch::no_grad(|| {
         tch::nn::ModuleT::forward_t(&net, &Tensor::zeros([1, 1, 16, 16, 16], (Kind::Float, Device::Cpu)), false)
     });
@@ -249,7 +249,7 @@ fn two_d_configuration_trains_on_slices() {
     assert!(out.finished);
     assert_eq!(out.initial_patch_size.len(), 2);
     let (_vs, net, meta) = load_network(&dir.path().join(checkpoint::FINAL), &cfg.architecture, Device::Cpu).unwrap();
-    assert_eq!(meta.inference_allowed_mirroring_axes, vec![0, 1]);
+    assert_eq!(meta.inference_allowed_mirroring_axes, Some(vec![0, 1]));
     let y = tch::no_grad(|| {
         tch::nn::ModuleT::forward_t(&net, &Tensor::zeros([2, 1, 16, 16], (Kind::Float, Device::Cpu)), false)
     });

@@ -15,8 +15,8 @@
 use crate::crop::crop_to_nonzero;
 use crate::error::{PrepError, Result};
 use crate::plans::IntensityProperties;
-use crate::rng::{derive_seed, Rng};
 use crate::stats;
+use nnunet_io::rng::{derive_seed, Rng};
 use nnunet_io::volume::numel;
 use nnunet_io::Volume;
 use rayon::prelude::*;

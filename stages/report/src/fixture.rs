@@ -57,12 +57,14 @@ impl Builder {
         let out = dir.join("out");
         std::fs::create_dir_all(&out).map_err(e("mkdir"))?;
         let duration = 0.5 + self.n as f64 * 0.25;
-        let manifest = json!({"key": key, "unit": unit, "started": format!("2025-01-01T00:{:02}:00Z", self.n % 60), "duration_s": duration});
+        let started = format!("2025-01-01T00:{:02}:00Z", self.n % 60);
+        let manifest = json!({"key": key, "unit": unit, "started": started, "duration_s": duration});
         std::fs::write(dir.join("manifest.json"), manifest.to_string()).map_err(e("manifest"))?;
         self.units.push(json!({
             "unit": unit, "stage": stage, "kind": kind,
             "outcome": if cached { "cached" } else { "built" },
             "key": key, "seconds": if cached { 0.0 } else { duration },
+            "build_seconds": duration, "built_at": started,
         }));
         Ok(out)
     }
@@ -155,14 +157,6 @@ fn epoch_log(seed: u64, epochs: usize, nan_at: Option<usize>) -> Table {
         .with("data_wait_seconds", Column::F64(dw))
         .with("dice_1", Column::F64(d1))
         .with("dice_2", Column::F64(d2))
-}
-
-fn nan_as_null(v: f64) -> Value {
-    if v.is_finite() {
-        json!(v)
-    } else {
-        Value::Null
-    }
 }
 
 /// Writes the fake run under `root` (which should be empty).
@@ -316,8 +310,8 @@ pub fn build(root: &Path) -> R<FakeRun> {
         .iter()
         .map(|r| {
             json!({"rank": r.rank, "name": r.name, "members": r.members,
-                "foreground_dice": nan_as_null(r.foreground_dice),
-                "dice": r.class_dice.iter().map(|(k, v)| (k.clone(), nan_as_null(*v))).collect::<serde_json::Map<_, _>>()})
+                "foreground_dice": nnunet_io::fsio::nan_as_null::value(r.foreground_dice),
+                "dice": r.class_dice.iter().map(|(k, v)| (k.clone(), nnunet_io::fsio::nan_as_null::value(*v))).collect::<serde_json::Map<_, _>>()})
         })
         .collect();
     write_json(&out.join("ranking.json"), &ranking)?;
@@ -325,7 +319,7 @@ pub fn build(root: &Path) -> R<FakeRun> {
     let best = &candidates[sel.best];
     write_json(
         &out.join("chosen.json"),
-        &json!({"name": best.name, "members": best.members, "folds": ["0", "1"], "foreground_dice": nan_as_null(best.summary.foreground_dice())}),
+        &json!({"name": best.name, "members": best.members, "folds": ["0", "1"], "foreground_dice": nnunet_io::fsio::nan_as_null::value(best.summary.foreground_dice())}),
     )?;
     let cv = out.join("cv_predictions");
     std::fs::create_dir_all(&cv).map_err(e("mkdir"))?;
