@@ -690,7 +690,8 @@ mod tests {
             let dag = build_yaml(c.cases, c.params, c.stages).unwrap_or_else(|e| panic!("{}: {e:#}", c.name));
             let units: Vec<String> = dag.units.iter().map(|u| u.id.to_string()).collect();
             assert_eq!(units, c.units, "{}", c.name);
-            let want: Vec<String> = c.edges.iter().map(|e| e.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+            let want: Vec<String> =
+                c.edges.iter().map(|e| e.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
             assert_eq!(edges(&dag), want, "{}", c.name);
             // Every dependency comes first in the unit order.
             let order = dag.unit_order();

@@ -520,3 +520,157 @@ pub fn unit_job_states(cache_root: &Path, run: &str) -> HashMap<String, (String,
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil;
+
+    fn job(units: &[&str], deps: &[&str]) -> JobSpec {
+        JobSpec {
+            stage: "train".into(),
+            units: units.iter().map(|u| u.to_string()).collect(),
+            settings: SlurmKindSettings::default(),
+            resources: Resources { cpus: 3, gpu: true },
+            depends_on: deps.iter().map(|d| d.to_string()).collect(),
+            script: PathBuf::from("/c/slurm/r/train-x.sh"),
+            log_dir: PathBuf::from("/c/slurm/r/logs"),
+            exec: ExecLine {
+                workdir: PathBuf::from("/p"),
+                exe: PathBuf::from("/bin/pipeline"),
+                pipeline: PathBuf::from("/p/pipeline.yaml"),
+                sets: vec![],
+                run: "r".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn one_unit_is_a_plain_job_with_the_kinds_resources() {
+        let r = render_job(&job(&["train[configuration=2d,fold=0]"], &[]));
+        assert_eq!(
+            r.argv,
+            [
+                "--parsable",
+                "--job-name=nn-train",
+                "--output=/c/slurm/r/logs/%x-%j.out",
+                "--cpus-per-task=3",
+                "--gres=gpu:1",
+                "/c/slurm/r/train-x.sh"
+            ]
+        );
+        assert!(r.script.contains("UNITS=(\n  'train[configuration=2d,fold=0]'\n)\n"), "{}", r.script);
+        assert!(r.script.ends_with(
+            "cd '/p'\nexec '/bin/pipeline' exec-unit -f '/p/pipeline.yaml' --run 'r' --unit \"${UNITS[$IDX]}\"\n"
+        ));
+    }
+
+    #[test]
+    fn arrays_dependencies_and_settings() {
+        let mut j = job(&["n[case=a]", "n[case=b]", "n[case=c]"], &["11", "12"]);
+        j.settings = SlurmKindSettings {
+            partition: Some("gpu".into()),
+            account: Some("lab".into()),
+            time: Some("1:00:00".into()),
+            mem: Some("8G".into()),
+            cpus: Some(8),
+            gpus: Some(0),
+            extra: vec!["--qos=high".into()],
+        };
+        let r = render_job(&j);
+        assert_eq!(
+            r.argv,
+            [
+                "--parsable",
+                "--job-name=nn-train",
+                "--output=/c/slurm/r/logs/%x-%A_%a.out",
+                "--array=0-2",
+                "--cpus-per-task=8",
+                "--partition=gpu",
+                "--account=lab",
+                "--time=1:00:00",
+                "--mem=8G",
+                "--dependency=afterok:11:12",
+                "--kill-on-invalid-dep=yes",
+                "--qos=high",
+                "/c/slurm/r/train-x.sh"
+            ]
+        );
+        assert_eq!(r.log, PathBuf::from("/c/slurm/r/logs/%x-%A_%a.out"));
+    }
+
+    /// The script, run by bash with a stand-in for the binary, passes every word through
+    /// unchanged: quotes, spaces and `$` in paths, sets and unit ids.
+    #[test]
+    fn the_script_quotes_every_word() {
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path().join("it's a $HOME");
+        std::fs::create_dir_all(&work).unwrap();
+        let exe = dir.path().join("fake pipeline");
+        std::fs::write(&exe, "#!/usr/bin/env bash\nprintf '<%s>' \"$PWD\" \"$@\"\n").unwrap();
+        std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let mut j = job(&["s[case=x'1]", "s[case=$(y)]"], &[]);
+        j.exec = ExecLine {
+            workdir: work.clone(),
+            exe,
+            pipeline: work.join("p'q.yaml"),
+            sets: vec!["train.norm=it's".into()],
+            run: "r+a=b c".into(),
+        };
+        let script = dir.path().join("job.sh");
+        std::fs::write(&script, render_job(&j).script).unwrap();
+        let out = std::process::Command::new("bash").arg(&script).env("SLURM_ARRAY_TASK_ID", "1").output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let want = format!(
+            "<{}><exec-unit><-f><{}><--set><train.norm=it's><--run><r+a=b c><--unit><s[case=$(y)]>",
+            work.display(),
+            work.join("p'q.yaml").display()
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), want);
+    }
+
+    #[test]
+    fn job_ids_from_sbatch_output() {
+        assert_eq!(parse_job_id("123\n"), Some("123".into()));
+        assert_eq!(parse_job_id("123;cluster\n"), Some("123".into()));
+        assert_eq!(parse_job_id("\n"), None);
+        assert_eq!(parse_job_id(";cluster"), None);
+        assert_eq!(sh_quote("a'b"), r"'a'\''b'");
+    }
+
+    #[test]
+    fn jobs_group_case_units_into_arrays_submitted_before_their_aggregate() {
+        let dir = tempfile::tempdir().unwrap();
+        let ds = testutil::dataset(dir.path(), 3);
+        let spec = testutil::pipeline(
+            dir.path(),
+            "  configurations: [2d, 3d_fullres]",
+            "  fingerprint:\n    uses: fingerprint\n  plan:\n    uses: plan\n    needs: [fingerprint]\n  \
+             norm:\n    uses: normalize\n    needs: [plan]\n  res:\n    uses: resample\n    needs: [norm]\n",
+        );
+        let dag = crate::dag::build(&spec, &ds).unwrap();
+        let all = vec![true; dag.units.len()];
+        let names = |jobs: Vec<Vec<usize>>| -> Vec<Vec<String>> {
+            jobs.into_iter().map(|j| j.into_iter().map(|u| dag.units[u].id.to_string()).collect()).collect()
+        };
+        let jobs = names(group_jobs(&dag, &all));
+        let case = |s: &str| (0..3).map(|i| format!("{s}case=case_00{i}]")).collect::<Vec<_>>();
+        assert_eq!(
+            jobs,
+            vec![
+                case("fingerprint["),
+                vec!["fingerprint".to_string()],
+                vec!["plan".to_string()],
+                case("norm["),
+                case("res[configuration=2d,"),
+                case("res[configuration=3d_fullres,"),
+                vec!["res[configuration=2d]".to_string()],
+                vec!["res[configuration=3d_fullres]".to_string()],
+            ]
+        );
+        // Only stale units are submitted.
+        let mut stale = vec![false; dag.units.len()];
+        stale[dag.units.iter().position(|u| u.id.to_string() == "plan").unwrap()] = true;
+        assert_eq!(names(group_jobs(&dag, &stale)), vec![vec!["plan".to_string()]]);
+    }
+}

@@ -163,6 +163,9 @@ pub fn report(a: crate::cli::ReportArgs) -> Result<()> {
     let run = super::resolve_run_dir(a.run.as_deref())?;
     let out = a.output.clone().unwrap_or_else(|| run.join("report"));
     let summary = nnunet_report::write_report(&run, &out).with_context(|| format!("report of {}", run.display()))?;
+    if a.json {
+        return super::print_json(&summary);
+    }
     print!("{}", nnunet_report::text_summary(&summary));
     Ok(())
 }

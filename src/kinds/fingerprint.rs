@@ -8,7 +8,6 @@ use super::{read_json, write_json};
 use crate::kind::{Fanout, RunCtx, StageKind, UnitView};
 use crate::params::{ParamSpec, NON_NEG_INT};
 use nnunet_io::dataset::{Case, Dataset};
-use nnunet_io::table::{Column, Table};
 use nnunet_prep::fingerprint::{aggregate, CaseFingerprint};
 
 pub struct Fingerprint;
@@ -83,19 +82,8 @@ impl StageKind for Fingerprint {
                 let seed = ctx.param_i64("fingerprint_seed")? as u64;
                 let fp = aggregate(&fps, seed).context("aggregating the dataset fingerprint")?;
                 write_json(&ctx.out.join("dataset_fingerprint.json"), &fp)?;
-                let col = |f: &dyn Fn(&CaseFingerprint) -> f64| Column::F64(fps.iter().map(f).collect());
-                let t = Table::new()
-                    .with("case", Column::Str(cases.iter().map(|c| c.0.clone()).collect()))
-                    .with("spacing_0", col(&|c| c.spacing[0]))
-                    .with("spacing_1", col(&|c| c.spacing[1]))
-                    .with("spacing_2", col(&|c| c.spacing[2]))
-                    .with("shape_before_crop_0", col(&|c| c.shape_before_crop[0] as f64))
-                    .with("shape_before_crop_1", col(&|c| c.shape_before_crop[1] as f64))
-                    .with("shape_before_crop_2", col(&|c| c.shape_before_crop[2] as f64))
-                    .with("shape_after_crop_0", col(&|c| c.shape_after_crop[0] as f64))
-                    .with("shape_after_crop_1", col(&|c| c.shape_after_crop[1] as f64))
-                    .with("shape_after_crop_2", col(&|c| c.shape_after_crop[2] as f64))
-                    .with("relative_size_after_crop", col(&|c| c.relative_size_after_crop));
+                let ids: Vec<String> = cases.iter().map(|c| c.0.clone()).collect();
+                let t = nnunet_prep::fingerprint::case_table(&ids, &fps);
                 t.write_parquet(&ctx.out.join("cases.parquet"))?;
                 Ok(())
             }

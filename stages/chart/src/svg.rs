@@ -291,6 +291,8 @@ impl BarChart {
         ((PAD_L + PAD_R + per_cat * self.categories.len() as f64) as usize).max(min_width)
     }
 
+    /// The chart as SVG. One function (~85 lines): frame, axis, bars and labels share the
+    /// pixel geometry computed at the top.
     pub fn to_svg(&self, width: usize, height: usize) -> String {
         let (w, h) = (width as f64, height as f64);
         let mut o = String::new();

@@ -184,6 +184,9 @@ fn summarize(cases: &[CasePair], segs: &[Volume<i16>], classes: &[LabelOrRegion]
 /// - `foreground_labels`: the labels merged in step 1 (nnU-Net uses the labels even for
 ///   region-based datasets);
 /// - `progress(step_done, steps_total)` after each tried step.
+///
+/// Long (~90 lines) on purpose: it follows nnU-Net's `determine_postprocessing` (baseline,
+/// whole-foreground trial, per-class trials, decision) in one readable sequence.
 pub fn determine_postprocessing(
     cases: &[CasePair],
     classes: &[LabelOrRegion],

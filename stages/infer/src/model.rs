@@ -217,6 +217,10 @@ pub struct CaseTiming {
 
 /// Segments `cases` with `model` into `out` (`CASE.nii.gz`, the input image's geometry; with
 /// `save_probabilities` also `CASE.probs.zarr`). Cases are written atomically, one by one.
+///
+/// Long (~100 lines): the per-case sequence (cascade order, members, pair average,
+/// post-processing, writes) reads as nnU-Net's `predict_from_files`; being reworked with the
+/// predictor, so not split here.
 pub fn predict_cases(
     model: &Model,
     cases: &[Case],

@@ -20,6 +20,8 @@ pub mod nifti;
 pub mod rng;
 pub mod synth;
 pub mod table;
+#[doc(hidden)]
+pub mod testing;
 pub mod verify;
 pub mod volume;
 pub mod zarr;

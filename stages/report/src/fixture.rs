@@ -160,6 +160,9 @@ fn epoch_log(seed: u64, epochs: usize, nan_at: Option<usize>) -> Table {
 }
 
 /// Writes the fake run under `root` (which should be empty).
+///
+/// Long (~220 lines) on purpose: a test fixture written as one script, stage by stage, so the
+/// fake run reads like the engine's outputs it imitates.
 pub fn build(root: &Path) -> R<FakeRun> {
     let root = root.canonicalize().map_err(e("root"))?;
     let data = root.join("data").join("Dataset999_Synth");
@@ -189,21 +192,8 @@ pub fn build(root: &Path) -> R<FakeRun> {
     let fp = nnunet_prep::fingerprint::aggregate_with_total(&fps, 1234, 1e4).map_err(e("aggregate"))?;
     let out = b.artifact("fingerprint", "fingerprint", "fingerprint", true)?;
     write_json(&out.join("dataset_fingerprint.json"), &fp)?;
-    let col = |f: &dyn Fn(&nnunet_prep::CaseFingerprint) -> f64| Column::F64(fps.iter().map(f).collect());
-    Table::new()
-        .with("case", Column::Str(ds.cases.iter().map(|c| c.id.clone()).collect()))
-        .with("spacing_0", col(&|c| c.spacing[0]))
-        .with("spacing_1", col(&|c| c.spacing[1]))
-        .with("spacing_2", col(&|c| c.spacing[2]))
-        .with("shape_before_crop_0", col(&|c| c.shape_before_crop[0] as f64))
-        .with("shape_before_crop_1", col(&|c| c.shape_before_crop[1] as f64))
-        .with("shape_before_crop_2", col(&|c| c.shape_before_crop[2] as f64))
-        .with("shape_after_crop_0", col(&|c| c.shape_after_crop[0] as f64))
-        .with("shape_after_crop_1", col(&|c| c.shape_after_crop[1] as f64))
-        .with("shape_after_crop_2", col(&|c| c.shape_after_crop[2] as f64))
-        .with("relative_size_after_crop", col(&|c| c.relative_size_after_crop))
-        .write_parquet(&out.join("cases.parquet"))
-        .map_err(e("parquet"))?;
+    let ids: Vec<String> = ds.cases.iter().map(|c| c.id.clone()).collect();
+    nnunet_prep::fingerprint::case_table(&ids, &fps).write_parquet(&out.join("cases.parquet")).map_err(e("parquet"))?;
     b.link("fingerprint", &out)?;
 
     // Plan.
