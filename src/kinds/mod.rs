@@ -46,17 +46,14 @@ pub fn by_name(name: &str) -> Option<&'static dyn StageKind> {
     registry().iter().copied().find(|k| k.name() == name)
 }
 
+/// Reads a JSON file (`nnunet_io::fsio::read_json`; the error names the file).
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_slice(&bytes).with_context(|| format!("cannot parse {}", path.display()))
+    nnunet_io::fsio::read_json(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
+/// Writes pretty JSON atomically (`nnunet_io::fsio::write_json`; parent folders are created).
 pub fn write_json<T: Serialize + ?Sized>(path: &Path, v: &T) -> Result<()> {
-    if let Some(p) = path.parent() {
-        std::fs::create_dir_all(p)?;
-    }
-    let bytes = serde_json::to_vec_pretty(v)?;
-    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+    nnunet_io::fsio::write_json(path, v).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Files in `dir` whose name ends with `ending` (hidden files skipped), sorted; empty if the

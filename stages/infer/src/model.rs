@@ -308,9 +308,9 @@ pub fn predict_cases(
             }
         }
         let name = format!("{}{}", case.id, model.file_ending);
-        let tmp = out.join(format!(".{name}.partial{}", model.file_ending));
-        write_segmentation(&tmp, &seg, &last.header, spec.foreground_labels.len())?;
-        std::fs::rename(&tmp, out.join(&name)).map_err(io_err(&tmp))?;
+        nnunet_io::fsio::write_with(&out.join(&name), Some(&model.file_ending), |tmp| -> Result<()> {
+            Ok(write_segmentation(tmp, &seg, &last.header, spec.foreground_labels.len())?)
+        })?;
         if opts.save_probabilities {
             if let Some(p) = &probabilities {
                 let dir = out.join(format!("{}{}", case.id, nnunet_eval::folder::PROBS_SUFFIX));
