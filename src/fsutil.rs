@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 pub use nnunet_io::fsio::unique_suffix;
 
 pub fn fsync_dir(dir: &Path) -> Result<()> {
-    Ok(nnunet_io::fsio::fsync_dir(dir)?)
+    Ok(nnunet_io::fsio::fsync(dir)?)
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same directory, fsync, rename, and

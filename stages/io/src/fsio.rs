@@ -46,9 +46,9 @@ fn create_parent(path: &Path) -> io::Result<()> {
     }
 }
 
-/// fsyncs a folder (makes renames and creations in it durable).
-pub fn fsync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir).and_then(|f| f.sync_all()).map_err(|e| with_path(dir, e))
+/// fsyncs a file, or a folder (which makes renames and creations in it durable).
+pub fn fsync(path: &Path) -> io::Result<()> {
+    File::open(path).and_then(|f| f.sync_all()).map_err(|e| with_path(path, e))
 }
 
 /// Writes a temporary sibling with `fill(tmp)` and renames it over `path`; the temporary file
@@ -87,7 +87,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// [`write_atomic`], then fsync of the file and its folder: durable when it returns.
 pub fn write_durable(path: &Path, bytes: &[u8]) -> io::Result<()> {
     write_bytes(path, bytes, true)?;
-    fsync_dir(path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))
+    fsync(path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))
 }
 
 /// Writes `value` as pretty JSON through [`write_atomic`].

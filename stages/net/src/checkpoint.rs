@@ -50,7 +50,7 @@ fn sibling(dir: &Path, suffix: &str) -> PathBuf {
 }
 
 fn fsync(path: &Path) -> Result<()> {
-    fs::File::open(path).and_then(|f| f.sync_all()).map_err(|e| io_err(path, e))
+    nnunet_io::fsio::fsync(path).map_err(|e| io_err(path, e))
 }
 
 /// Restores `dir` from `dir.old` after a crash between the two renames; removes a stale
