@@ -286,6 +286,9 @@ pub struct ReportArgs {
     /// Output folder for report.html / report.md (default: RUN/report).
     #[arg(short = 'o', long)]
     pub output: Option<PathBuf>,
+    /// Print the report's summary as JSON (what it found, what is missing, unreadable files).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

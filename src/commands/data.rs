@@ -172,6 +172,9 @@ pub fn report(a: crate::cli::ReportArgs) -> Result<()> {
         return Ok(());
     }
     let summary = nnunet_report::write_report(&run, &out).with_context(|| format!("report of {}", run.display()))?;
+    if a.json {
+        return super::print_json(&summary);
+    }
     print!("{}", nnunet_report::text_summary(&summary));
     Ok(())
 }

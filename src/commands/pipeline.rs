@@ -323,17 +323,17 @@ fn run_slurm(a: &RunArgs, variants: Vec<crate::config::PipelineSpec>) -> Result<
     let _lock = cache.lock_run(!a.no_wait)?;
     crate::sweep::write_manifest(&variants)?;
     let mut subs = Vec::new();
+    let mut first_err = None;
     for spec in variants {
         let poll = std::time::Duration::from_secs_f64(spec.slurm.poll_seconds.unwrap_or(2.0).max(0.2));
+        let t0 = std::time::Instant::now();
         let session = open_session(spec, &cache, &stat, a.jobs)?;
         let sub = slurm::submit(&session, a.until.as_deref(), &exe)?;
         stat.save()?;
-        if sub.jobs.is_empty() {
-            if !a.json {
+        if !a.json {
+            if sub.jobs.is_empty() {
                 eprintln!("{}: everything is cached; nothing submitted", session.run_name);
-            }
-        } else {
-            if !a.json {
+            } else {
                 eprintln!(
                     "{}: submitted {} job(s): {}",
                     session.run_name,
@@ -341,28 +341,26 @@ fn run_slurm(a: &RunArgs, variants: Vec<crate::config::PipelineSpec>) -> Result<
                     sub.jobs.iter().map(|j| j.id.as_str()).collect::<Vec<_>>().join(" ")
                 );
             }
-            if !a.detach {
-                slurm::wait(&sub, poll, !a.json)?;
-                // Publish the outputs view from what the jobs built.
-                let states = session.evaluate()?;
-                let manifests: Vec<_> = states
-                    .iter()
-                    .map(|s| match s {
-                        UnitState::Fresh { manifest, .. } => Some((**manifest).clone()),
-                        _ => None,
-                    })
-                    .collect();
-                let report = runner::RunReport {
-                    run: session.run_name.clone(),
-                    units: vec![],
-                    built: 0,
-                    cached: 0,
-                    failed: 0,
-                    skipped: 0,
-                    seconds: 0.0,
-                    manifests,
-                };
-                outputs::publish(&session, &report)?;
+        }
+        if !a.detach {
+            let waited = if sub.jobs.is_empty() { Ok(()) } else { slurm::wait(&sub, poll, !a.json) };
+            // Publish the outputs view and run.json from what the jobs built, as a local run
+            // does (also after a failure: what was built is linked).
+            let report = slurm::run_report(&session, &sub, a.until.as_deref(), t0.elapsed().as_secs_f64())?;
+            let dir = outputs::publish(&session, &report)?;
+            if !a.json {
+                eprintln!(
+                    "{}: {} built, {} cached, {} failed in {:.1}s -> {}",
+                    report.run,
+                    report.built,
+                    report.cached,
+                    report.failed,
+                    report.seconds,
+                    dir.display()
+                );
+            }
+            if let Err(e) = waited {
+                first_err.get_or_insert(e);
             }
         }
         subs.push(sub);
@@ -370,7 +368,10 @@ fn run_slurm(a: &RunArgs, variants: Vec<crate::config::PipelineSpec>) -> Result<
     if a.json {
         print_json(&subs)?;
     }
-    Ok(())
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 pub fn exec_unit(a: ExecUnitArgs) -> Result<()> {

@@ -185,10 +185,10 @@ fn run_store(run: &Path, cfg: &str) -> Result<(PathBuf, nnunet_prep::plans::Plan
             .find(|u| cfg.is_none_or(|c| u["coords"]["configuration"] == c))
             .map(|u| run.join(u["view"].as_str().unwrap_or_default()))
     };
-    let plan = find("plan", None).ok_or_else(|| anyhow!("run {} has no plan stage", run.display()))?;
+    let plan = find(engine::kinds::PLAN, None).ok_or_else(|| anyhow!("run {} has no plan stage", run.display()))?;
     let plans: nnunet_prep::plans::Plans = engine::kinds::read_json(&plan.join("plans.json"))?;
     let cfg_res = plans.configuration(cfg)?;
-    let store = find("resample", Some(cfg))
+    let store = find(engine::kinds::RESAMPLE, Some(cfg))
         .ok_or_else(|| anyhow!("run {} has no resample output for {cfg}", run.display()))?
         .join(format!("{}.zarr", cfg_res.data_identifier));
     Ok((store, plans, plan))

@@ -111,7 +111,11 @@ fn export_member(model: &Model, cfg: &str, dir: &Path, plans: &Value, dataset: &
             fold: fold.clone(),
             dataset_json: dataset.clone(),
             trainer_name: TRAINER.into(),
-            inference_allowed_mirroring_axes: meta.inference_allowed_mirroring_axes.clone(),
+            // Absent in meta.json: every spatial axis of the configuration, as we predict.
+            inference_allowed_mirroring_axes: meta
+                .inference_allowed_mirroring_axes
+                .clone()
+                .unwrap_or_else(|| (0..nd).collect()),
             current_epoch: meta.epoch as i64 + 1,
         };
         let p = dir.join(format!("fold_{fold}")).join("checkpoint_final.pth");

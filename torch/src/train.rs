@@ -15,14 +15,14 @@ use nnunet_prep::plans::{Plans, ResolvedConfiguration};
 
 /// Trains, validates, and leaves the fold's artifact in `ctx.out`.
 pub fn run(ctx: &RunCtx) -> Result<()> {
-    let plan_dir = ctx.input("plan")?;
+    let plan_dir = ctx.input(engine::kinds::PLAN)?;
     let plans: Plans = read_json(&plan_dir.join("plans.json"))?;
     let cfg_name = ctx.coord("configuration")?;
     let cfg = plans.configuration(&cfg_name).with_context(|| format!("configuration {cfg_name}"))?;
     let labels = engine::kinds::plan::read_labels(plan_dir)?;
     let fold = ctx.coord("fold")?;
     let (train_ids, val_ids) = fold_cases(&plan_dir.join("splits_final.json"), &fold)?;
-    let store = ctx.input("resample")?.join(format!("{}.zarr", cfg.data_identifier));
+    let store = ctx.input(engine::kinds::RESAMPLE)?.join(format!("{}.zarr", cfg.data_identifier));
     let device = crate::device::parse_device(&ctx.env.device)?;
     let opts = train_options(ctx, device)?;
 
@@ -51,18 +51,11 @@ pub fn run(ctx: &RunCtx) -> Result<()> {
         epoch_table(records).write_parquet(&log_path)?;
         Ok(!ctx.cancelled())
     };
-    let outcome = nnunet_net::trainer::train_fold(
-        &opts,
-        &plans,
-        &cfg,
-        &labels,
-        &store,
-        &train_ids,
-        &val_ids,
-        &ctx.out,
-        &mut on_epoch,
-    )
-    .with_context(|| format!("training {cfg_name} fold {fold}"))?;
+    let cases =
+        nnunet_net::trainer::FoldCases::from_store(&store, &labels, &train_ids, &val_ids, opts.case_cache_bytes)
+            .with_context(|| format!("opening the preprocessed cases of fold {fold}"))?;
+    let outcome = nnunet_net::trainer::train_fold(&opts, &cfg, cases, &ctx.out, &mut on_epoch)
+        .with_context(|| format!("training {cfg_name} fold {fold}"))?;
     ctx.check_cancel()?;
     write_json(&ctx.out.join("training.json"), &outcome)?;
     if let Some(p) = &opts.pretrained {

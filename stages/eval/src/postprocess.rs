@@ -42,10 +42,10 @@ impl PostprocessingStep {
 /// Dice scores at one point of the search (NaN is written as `null`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DiceScores {
-    #[serde(with = "nan_as_null")]
+    #[serde(with = "nnunet_io::fsio::nan_as_null")]
     pub foreground_mean: f64,
     /// Mean Dice per class, keyed like `summary.json`.
-    #[serde(with = "nan_map")]
+    #[serde(with = "nnunet_io::fsio::nan_as_null::map")]
     pub per_class: BTreeMap<String, f64>,
 }
 
@@ -237,6 +237,9 @@ fn summarize(cases: &[CasePair], segs: &[Volume<i16>], classes: &[LabelOrRegion]
 /// - `foreground_labels`: the labels merged in step 1 (nnU-Net uses the labels even for
 ///   region-based datasets);
 /// - `progress(step_done, steps_total)` after each tried step.
+///
+/// Long (~90 lines) on purpose: it follows nnU-Net's `determine_postprocessing` (baseline,
+/// whole-foreground trial, per-class trials, decision) in one readable sequence.
 pub fn determine_postprocessing(
     cases: &[CasePair],
     classes: &[LabelOrRegion],
@@ -377,33 +380,6 @@ pub fn apply_postprocessing_folder(
         Ok(())
     })?;
     Ok(names.len())
-}
-
-mod nan_as_null {
-    use serde::{Deserialize, Deserializer, Serializer};
-    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
-        if v.is_finite() {
-            s.serialize_f64(*v)
-        } else {
-            s.serialize_none()
-        }
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
-    }
-}
-
-mod nan_map {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-    use std::collections::BTreeMap;
-    pub fn serialize<S: Serializer>(m: &BTreeMap<String, f64>, s: S) -> Result<S::Ok, S::Error> {
-        let o: BTreeMap<&String, Option<f64>> = m.iter().map(|(k, v)| (k, v.is_finite().then_some(*v))).collect();
-        o.serialize(s)
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, f64>, D::Error> {
-        let o = BTreeMap::<String, Option<f64>>::deserialize(d)?;
-        Ok(o.into_iter().map(|(k, v)| (k, v.unwrap_or(f64::NAN))).collect())
-    }
 }
 
 #[cfg(test)]

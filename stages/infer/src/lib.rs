@@ -28,7 +28,7 @@ pub use bundle::{export_bundle, load_bundle, BundleConfiguration, BundleManifest
 pub use error::{InferError, Result};
 pub use export::{export_prediction, write_segmentation, Exported, Logits, Probabilities};
 pub use model::{predict_cases, CaseTiming, ConfigurationSource, Model, ModelConfiguration, PredictOptions};
-pub use network::{CheckpointMeta, NetworkLoader, SegNetwork};
+pub use network::{CheckpointInfo, CheckpointMeta, NetworkLoader, SegNetwork};
 pub use predictor::{CaseOptions, CasePrediction, LabelSpec, Predictor};
 pub use sliding_window::{
     compute_steps, gaussian_importance_map, predict_sliding_window, Accumulation, SlidingWindowOptions,

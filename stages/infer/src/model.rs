@@ -249,6 +249,10 @@ pub struct CaseTiming {
 
 /// Segments `cases` with `model` into `out` (`CASE.nii.gz`, the input image's geometry; with
 /// `save_probabilities` also `CASE.probs.zarr`). Cases are written atomically, one by one.
+///
+/// Long (~100 lines): the per-case sequence (cascade order, members, pair average,
+/// post-processing, writes) reads as nnU-Net's `predict_from_files`; being reworked with the
+/// predictor, so not split here.
 pub fn predict_cases(
     model: &Model,
     cases: &[Case],
@@ -340,9 +344,9 @@ pub fn predict_cases(
             }
         }
         let name = format!("{}{}", case.id, model.file_ending);
-        let tmp = out.join(format!(".{name}.partial{}", model.file_ending));
-        write_segmentation(&tmp, &seg, &last.header, spec.foreground_labels.len())?;
-        std::fs::rename(&tmp, out.join(&name)).map_err(io_err(&tmp))?;
+        nnunet_io::fsio::write_with(&out.join(&name), Some(&model.file_ending), |tmp| -> Result<()> {
+            Ok(write_segmentation(tmp, &seg, &last.header, spec.foreground_labels.len())?)
+        })?;
         if opts.save_probabilities {
             if let Some(p) = &probabilities {
                 let dir = out.join(format!("{}{}", case.id, nnunet_eval::folder::PROBS_SUFFIX));

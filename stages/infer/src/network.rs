@@ -1,7 +1,7 @@
-//! What the predictor needs from a network, and reading a checkpoint folder's `meta.json`.
+//! What the predictor needs from a network, and the loader of our checkpoint folders.
 //!
-//! A checkpoint is one of our folders (`model.safetensors` and `meta.json`: `in_channels`,
-//! `num_classes`, network options, `inference_allowed_mirroring_axes`) or an nnU-Net v2
+//! A checkpoint is one of our folders (`model.safetensors` and `meta.json`, described by
+//! `nnunet_net::checkpoint::CheckpointMeta`, re-exported here) or an nnU-Net v2
 //! `checkpoint_*.pth` file (see [`is_nnunet_checkpoint`]). Building the network from it is the
 //! network crate's job; [`NetworkLoader`] is the seam.
 
@@ -62,48 +62,39 @@ pub fn load_checkpoint(
     Ok(Box::new(LoadedNetwork { _vs: vs, net }))
 }
 
-/// The fields of `meta.json` the predictor uses.
+/// A checkpoint folder's `meta.json`: the network crate's type, the one description of it.
+pub use nnunet_net::checkpoint::CheckpointMeta;
+/// File names inside a checkpoint folder.
+pub use nnunet_net::checkpoint::{META as CHECKPOINT_META, WEIGHTS as CHECKPOINT_WEIGHTS};
+
+/// What the predictor needs from a checkpoint, whichever its format: read from our folder's
+/// `meta.json` ([`CheckpointMeta`]) or from an nnU-Net `.pth`'s `init_args` and weights.
 #[derive(Clone, Debug, PartialEq)]
-pub struct CheckpointMeta {
+pub struct CheckpointInfo {
     pub in_channels: usize,
     pub num_classes: usize,
     /// Axes mirrored at test time (`None`: all spatial axes of the configuration).
     pub inference_allowed_mirroring_axes: Option<Vec<usize>>,
 }
 
-pub const CHECKPOINT_WEIGHTS: &str = "model.safetensors";
-pub const CHECKPOINT_META: &str = "meta.json";
-
-impl CheckpointMeta {
-    /// Reads `dir/meta.json` (or an nnU-Net `.pth`'s metadata); fails naming the folder when it
-    /// or `model.safetensors` is missing.
-    pub fn read(dir: &Path) -> Result<CheckpointMeta> {
+impl CheckpointInfo {
+    /// Reads our folder's `meta.json` or an nnU-Net `.pth`'s metadata; fails naming the
+    /// checkpoint when it or its weights are missing or unreadable.
+    pub fn read(dir: &Path) -> Result<CheckpointInfo> {
         let bad = |msg: String| InferError::Checkpoint { path: dir.to_path_buf(), msg };
         if is_nnunet_checkpoint(dir) {
             let i = nnunet_net::nnunet_checkpoint::read_info(dir).map_err(|e| bad(e.to_string()))?;
-            return Ok(CheckpointMeta {
+            return Ok(CheckpointInfo {
                 in_channels: i.in_channels,
                 num_classes: i.num_classes,
                 inference_allowed_mirroring_axes: i.inference_allowed_mirroring_axes,
             });
         }
-        if !dir.join(CHECKPOINT_WEIGHTS).is_file() {
-            return Err(bad(format!("{CHECKPOINT_WEIGHTS} is missing")));
-        }
-        let p = dir.join(CHECKPOINT_META);
-        let text = std::fs::read_to_string(&p).map_err(|e| bad(format!("{CHECKPOINT_META}: {e}")))?;
-        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("{CHECKPOINT_META}: {e}")))?;
-        let get = |k: &str| v.get(k).and_then(|x| x.as_u64()).map(|x| x as usize);
-        let in_channels = get("in_channels").ok_or_else(|| bad(format!("{CHECKPOINT_META}: no \"in_channels\"")))?;
-        let num_classes = get("num_classes").ok_or_else(|| bad(format!("{CHECKPOINT_META}: no \"num_classes\"")))?;
-        let axes = match v.get("inference_allowed_mirroring_axes") {
-            None | Some(serde_json::Value::Null) => None,
-            Some(a) => Some(
-                a.as_array()
-                    .and_then(|l| l.iter().map(|x| x.as_u64().map(|x| x as usize)).collect::<Option<Vec<_>>>())
-                    .ok_or_else(|| bad("\"inference_allowed_mirroring_axes\" must be a list of axes".into()))?,
-            ),
-        };
-        Ok(CheckpointMeta { in_channels, num_classes, inference_allowed_mirroring_axes: axes })
+        let m = nnunet_net::checkpoint::read_meta(dir).map_err(|e| bad(e.to_string()))?;
+        Ok(CheckpointInfo {
+            in_channels: m.in_channels,
+            num_classes: m.num_classes,
+            inference_allowed_mirroring_axes: m.inference_allowed_mirroring_axes,
+        })
     }
 }

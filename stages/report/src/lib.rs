@@ -13,7 +13,7 @@
 //! - [`sweep`]: the comparison page of a sweep's variants (`pipeline report SWEEP_DIR`,
 //!   `pipeline compare RUN...`).
 //! - [`doc`] is the renderer-neutral document, [`html`] and [`markdown`] render it,
-//!   [`svg`] draws the charts, [`png`] the slices.
+//!   [`svg`] (`nnunet-chart`) draws the charts, [`png`] the slices.
 //!
 //! Domain crate: reads files only; no engine imports.
 
@@ -22,16 +22,18 @@ pub mod doc;
 pub mod error;
 #[doc(hidden)]
 pub mod fixture;
-pub mod fmt;
 pub mod html;
 pub mod markdown;
 pub mod png;
 pub mod run;
 pub mod sections;
 pub mod summary;
-pub mod svg;
 pub mod sweep;
 pub mod timing;
+
+/// Charts and number formatting come from `nnunet-chart` (shared with the trainer's curves).
+pub use nnunet_chart as svg;
+pub use nnunet_chart::fmt;
 
 pub use error::{ReportError, Result};
 pub use summary::{text_summary, ChosenModel, CvScore, PlansBrief, PostprocessingBrief, ReportSummary, TestBrief};
@@ -107,12 +109,7 @@ fn unique_figure_names(d: &mut Document) {
 }
 
 pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default()
-    ));
-    std::fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))
+    nnunet_io::fsio::write_atomic(path, bytes).map_err(io_err(path))
 }
 
 /// Writes `out_dir/report.html`, `out_dir/report.md` and `out_dir/images/*` for the run in

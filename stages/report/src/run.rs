@@ -21,7 +21,12 @@ pub struct UnitInfo {
     pub outcome: String,
     pub key: Option<String>,
     pub error: Option<String>,
+    /// Seconds the unit took in this run.
     pub seconds: f64,
+    /// Seconds building its artifact took, in this run or an earlier one.
+    pub build_seconds: Option<f64>,
+    /// When its artifact was built (RFC 3339).
+    pub built_at: Option<String>,
 }
 
 /// `run.json`, read leniently (absent fields are empty).
@@ -102,6 +107,8 @@ impl RunInfo {
                             key: us("key").filter(|k| !k.is_empty()),
                             error: us("error"),
                             seconds: u.get("seconds").and_then(Value::as_f64).unwrap_or(0.0),
+                            build_seconds: u.get("build_seconds").and_then(Value::as_f64),
+                            built_at: us("built_at"),
                         }
                     })
                     .collect()

@@ -87,7 +87,7 @@ pub struct ReportSummary {
     pub cv_predictions: Option<PathBuf>,
     pub predictions: Option<PathBuf>,
     pub num_predictions: usize,
-    /// Build seconds per stage (from the cache manifests).
+    /// Build seconds per stage (from `run.json`).
     pub stage_seconds: Vec<(String, f64)>,
     /// Wall time of the run (`run.json`).
     pub run_seconds: f64,
@@ -111,6 +111,8 @@ fn classes_line(per_class: &[(String, f64)]) -> String {
 
 /// A short terminal report: plans, CV Dice per configuration and ensemble, the chosen model,
 /// the post-processing decision, test scores, where predictions and the report are.
+///
+/// Long (~95 lines): one paragraph per part of the summary, in the order printed.
 pub fn text_summary(s: &ReportSummary) -> String {
     let mut o = String::new();
     o.push_str(&format!("Run {}", s.run));

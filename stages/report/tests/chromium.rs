@@ -125,8 +125,7 @@ fn url(p: &Path) -> String {
 #[test]
 fn report_renders_in_headless_chromium() {
     if !Path::new(CHROMIUM).exists() {
-        println!("SKIP: chromium not installed (apt-get install chromium)");
-        return;
+        return nnunet_io::testing::skip("chromium not installed (apt-get install chromium)");
     }
     let tmp = tempfile::tempdir().unwrap();
     let run = fixture::build(&tmp.path().join("run").tap_mkdir()).unwrap();
