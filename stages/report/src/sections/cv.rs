@@ -133,7 +133,7 @@ pub fn build(ctx: &mut Ctx) -> (Section, Vec<ConfigCv>) {
     for s in &ctx.summary.cv_configurations {
         for k in crate::summary::not_learned(&s.per_class) {
             let dice = s.per_class.iter().find(|(kk, _)| kk == k).map_or(f64::NAN, |x| x.1);
-            sec.problem(format!(
+            sec.warning(format!(
                 "{}: {} is not learned (CV Dice {} < {}): train longer, or check the label",
                 s.name,
                 ctx.class_header(k).trim_start_matches("Dice "),
