@@ -107,6 +107,11 @@ pub trait StageKind: Send + Sync {
     fn torch(&self) -> bool {
         false
     }
+    /// One line about a built unit's output (`out`), printed when a run's progress is plain
+    /// lines (e.g. a training fold's pseudo-Dice); None: nothing to add.
+    fn summary_line(&self, _out: &Path) -> Option<String> {
+        None
+    }
     /// Checks the raw inputs of the units about to be built (`cases`: their cases, for a
     /// per-case kind) before anything of the run is written; e.g. `fingerprint` verifies the
     /// dataset. Called once per kind per run, for units whose keys are known at the start.

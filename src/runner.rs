@@ -41,7 +41,7 @@ pub struct RunOptions {
     pub progress: bool,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Cached,
@@ -228,6 +228,15 @@ pub fn execute_unit(
     }
 }
 
+/// A unit's name on its own progress line; empty for case units and aggregates.
+fn progress_label(unit: &crate::dag::Unit) -> String {
+    if crate::progress::is_single(unit) {
+        unit.id.to_string()
+    } else {
+        String::new()
+    }
+}
+
 /// What a worker sends back: the unit, its result, seconds it took, when it started (seconds
 /// since the run started).
 type Finished = (usize, Result<(Manifest, bool)>, f64, f64);
@@ -361,8 +370,9 @@ impl<'s, 'c> LocalRun<'s, 'c> {
                 Settled::Cached(u) => (u, report(session, u, Outcome::Cached, self.manifests[u].as_ref(), None, 0.0)),
             };
             if sel.selected[u] {
+                let unit = &session.dag.units[u];
+                progress.unit_settled(unit.stage, rep.outcome, &progress_label(unit), 0.0, None);
                 self.reports[u] = Some(rep);
-                progress.unit_settled(session.dag.units[u].stage);
             }
         }
         Ok(())
@@ -389,6 +399,7 @@ impl<'s, 'c> LocalRun<'s, 'c> {
         let force = self.sel.forced.contains(&unit.stage);
         let per_case = matches!(unit.kind.fanout(), Fanout::PerCase { .. }) && unit.case.is_some();
         let reporter = progress.unit_reporter(unit.stage, if per_case { String::new() } else { unit.id.to_string() });
+        progress.unit_started(unit.stage);
         scope.spawn(move || {
             let t0 = Instant::now();
             let started = t0.duration_since(t_start).as_secs_f64();
@@ -401,21 +412,24 @@ impl<'s, 'c> LocalRun<'s, 'c> {
     fn finished(&mut self, (u, result, secs, started): Finished, progress: &RunProgress) {
         let session = self.session;
         self.sched.finished(u, result.is_ok());
-        progress.unit_settled(session.dag.units[u].stage);
-        let rep = match result {
+        let unit = &session.dag.units[u];
+        let (rep, detail) = match result {
             Ok((m, built)) => {
                 let outcome = if built { Outcome::Built } else { Outcome::Cached };
                 let mut rep = report(session, u, outcome, Some(&m), None, secs);
                 rep.started_s = started;
+                let out = session.cache.artifact_dir(unit.kind.name(), &m.key).join("out");
+                let detail = if built { unit.kind.summary_line(&out) } else { None };
                 self.manifests[u] = Some(m);
-                rep
+                (rep, detail)
             }
             Err(e) => {
                 let msg = format!("{e:#}");
                 progress.error(&msg);
-                report(session, u, Outcome::Failed, None, Some(msg), secs)
+                (report(session, u, Outcome::Failed, None, Some(msg), secs), None)
             }
         };
+        progress.unit_settled(unit.stage, rep.outcome, &progress_label(unit), secs, detail);
         self.reports[u] = Some(rep);
     }
 

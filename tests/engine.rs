@@ -48,6 +48,18 @@ fn second_run_recomputes_nothing_and_param_change_recomputes_only_training() {
     assert!(!text.contains("workers") && !text.contains("save_every"), "status --why:\n{text}");
     let r4 = p.run(&same);
     assert_eq!(r4[0]["built"], 0, "built: {:?}", units_with(&r4[0], "built"));
+
+    // Piped (stderr is not a terminal), a run prints one line per finished stage, as cargo
+    // does, and a training fold's line carries its epochs and pseudo-Dice.
+    let out = p.cmd(&["run", "-j", "2", "--set", "train.iterations_per_epoch=5"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let lines: Vec<&str> = err.lines().map(str::trim_start).collect();
+    assert!(lines.contains(&"Finished fingerprint: 6 cached"), "{err}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("Finished train: 1 built in ") && l.contains("(1 epoch, pseudo-Dice ")),
+        "{err}"
+    );
 }
 
 #[test]
