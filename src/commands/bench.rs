@@ -10,24 +10,36 @@ use crate::cli::{BenchArgs, BenchWhat};
 
 pub fn bench(a: BenchArgs) -> Result<()> {
     match a.what {
-        BenchWhat::Nifti { dataset, json } => nifti(&dataset, json),
+        BenchWhat::Read { dataset, json } => read(&dataset, json),
         BenchWhat::Overhead { pipeline, repeat, json } => overhead(&pipeline, repeat, json),
         // Augmentation, train step and prediction run libtorch code (`pipeline-torch`).
         other => crate::torch::require()?.command(crate::cli::Command::Bench(BenchArgs { what: other })),
     }
 }
 
-/// Reads every image and label of a dataset; reports files/s, MB/s (compressed and decoded) and
-/// voxels/s, single-threaded and with all cores.
-fn nifti(dataset: &Path, as_json: bool) -> Result<()> {
+/// Reads every image and label of a dataset (any supported format); reports files/s, MB/s
+/// (on disk: headers, data files and sidecars) and voxels/s, single-threaded and with all cores.
+fn read(dataset: &Path, as_json: bool) -> Result<()> {
     let ds = nnunet_io::dataset::open_dataset(dataset)?;
-    let files: Vec<std::path::PathBuf> = ds.cases.iter().flat_map(|c| c.files()).collect();
+    let mut files: Vec<std::path::PathBuf> = Vec::new();
+    for c in &ds.cases {
+        for p in c.images.iter().map(|r| &r.path).chain(c.label.as_ref()) {
+            if !files.contains(p) {
+                files.push(p.clone());
+            }
+        }
+    }
     if files.is_empty() {
         bail!("{}: no files to read", dataset.display());
     }
-    let on_disk: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+    let on_disk: u64 = files
+        .iter()
+        .flat_map(|f| nnunet_io::image::image_files(f))
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
     let read_one = |f: &std::path::PathBuf| -> Result<u64> {
-        let img = nnunet_io::nifti::read_nifti(f)?;
+        let img = nnunet_io::image::read_image(f)?;
         let ch = img.to_f32_channels()?;
         Ok(ch.iter().map(|c| c.len() as u64).sum())
     };
@@ -43,6 +55,7 @@ fn nifti(dataset: &Path, as_json: bool) -> Result<()> {
     let parallel = t1.elapsed().as_secs_f64();
     let threads = rayon::current_num_threads();
     let r = json!({
+        "format": ds.file_ending,
         "files": files.len(),
         "bytes_on_disk": on_disk,
         "voxels": voxels,
@@ -58,7 +71,8 @@ fn nifti(dataset: &Path, as_json: bool) -> Result<()> {
         return print_json(&r);
     }
     println!(
-        "NIfTI read ({} files, {:.1} MB on disk, {:.1} M voxels decoded to f32):\n  1 thread:  {:.3} s  {:.0} files/s  {:.1} MB/s  {:.1} Mvox/s\n  {threads} threads: {:.3} s  {:.0} files/s",
+        "{} read ({} files, {:.1} MB on disk, {:.1} M voxels decoded to f32):\n  1 thread:  {:.3} s  {:.0} files/s  {:.1} MB/s  {:.1} Mvox/s\n  {threads} threads: {:.3} s  {:.0} files/s",
+        ds.file_ending,
         files.len(),
         on_disk as f64 / 1e6,
         voxels as f64 / 1e6,

@@ -34,7 +34,8 @@ impl StageKind for EnsembleSelect {
         "ensemble-select"
     }
     fn version(&self) -> u32 {
-        1
+        // 2: ensemble outputs in the dataset's format
+        2
     }
     fn about(&self) -> &'static str {
         "score configurations and pair ensembles on the merged cross-validation, pick the best (§10.1)"
@@ -196,6 +197,6 @@ fn ensemble_case(a: &Path, b: &Path, mode: &SegmentationMode, num_foreground: us
         bail!("probabilities of {} and {} have different shapes {sa:?} / {sb:?}", a.display(), b.display());
     }
     let (_, seg) = ensemble_segmentation(&[&pa, &pb], sa[0], [sa[1], sa[2], sa[3]], mode)?;
-    let header = nnunet_io::nifti::read_header(a)?;
+    let header = nnunet_io::image::read_header(a)?;
     Ok(nnunet_eval::segmentation::write_segmentation(out, &seg, &header, num_foreground)?)
 }

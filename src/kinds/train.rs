@@ -116,7 +116,8 @@ impl StageKind for TrainFold {
         "train-fold"
     }
     fn version(&self) -> u32 {
-        1
+        // 2: validation outputs in the dataset's format (NIfTI-1, no foreign header extensions)
+        2
     }
     fn about(&self) -> &'static str {
         "train one configuration on one fold, then validate at full resolution (§6-§8, §7.3)"

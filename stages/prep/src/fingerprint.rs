@@ -81,6 +81,9 @@ pub struct CaseFingerprint {
     pub relative_size_after_crop: f64,
     /// Per channel: intensities of the foreground voxels (label > 0 after cropping).
     pub fg_values: Vec<ValueCounts>,
+    /// NaN/inf image voxels that were read as 0 (set by the caller that read the case).
+    #[serde(default)]
+    pub non_finite_voxels: u64,
 }
 
 impl CaseFingerprint {
@@ -102,6 +105,7 @@ impl CaseFingerprint {
             shape_after_crop: cropped.shape_after,
             relative_size_after_crop: rel,
             fg_values,
+            non_finite_voxels: 0,
         })
     }
 }
