@@ -346,12 +346,11 @@ pub fn write_image(path: &Path, header: &ImageHeader, shape: [usize; 3], px: Pix
     match ImageFormat::of_path(path) {
         Some(ImageFormat::Nifti) => {
             let t = nifti_template(header);
-            let vol = |d| Volume { shape, data: d };
             match px {
-                Pixels::U8(v) => nifti::write_nifti(path, &t, &vol(v.to_vec()))?,
-                Pixels::U16(v) => nifti::write_nifti(path, &t, &vol(v.to_vec()))?,
-                Pixels::I16(v) => nifti::write_nifti(path, &t, &vol(v.to_vec()))?,
-                Pixels::F32(v) => nifti::write_nifti(path, &t, &vol(v.to_vec()))?,
+                Pixels::U8(v) => nifti::write_nifti(path, &t, &Volume { shape, data: v.to_vec() })?,
+                Pixels::U16(v) => nifti::write_nifti(path, &t, &Volume { shape, data: v.to_vec() })?,
+                Pixels::I16(v) => nifti::write_nifti(path, &t, &Volume { shape, data: v.to_vec() })?,
+                Pixels::F32(v) => nifti::write_nifti(path, &t, &Volume { shape, data: v.to_vec() })?,
             }
             Ok(())
         }

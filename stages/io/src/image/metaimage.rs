@@ -14,7 +14,7 @@ use super::rawio::{self, Encoding, Start};
 use super::{format_err, ImageError, ImageFormat, LoadedImage, Pixels};
 use crate::nifti::DataType;
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 /// Header lines beyond this size without `ElementDataFile` mean the file is not MetaImage.
@@ -98,8 +98,8 @@ fn boolean(path: &Path, field: &str, v: &str) -> Result<bool, ImageError> {
 
 /// The geometry fields of a header with `n` dimensions.
 fn geometry(path: &Path, h: &Header, n: usize, dims: &[usize]) -> Result<Geometry, ImageError> {
-    let get = |names: &[&str]| names.iter().find_map(|k| h.fields.get(*k).map(|v| (*k, v.as_str())));
-    let vector = |names: &[&str], len: usize, default: f64| -> Result<Vec<f64>, ImageError> {
+    let get = |names: &[&'static str]| names.iter().find_map(|k| h.fields.get(*k).map(|v| (*k, v.as_str())));
+    let vector = |names: &[&'static str], len: usize, default: f64| -> Result<Vec<f64>, ImageError> {
         match get(names) {
             None => Ok(vec![default; len]),
             Some((k, v)) => {
@@ -241,12 +241,12 @@ pub fn write(path: &Path, g: &Geometry, px: Pixels) -> Result<(), ImageError> {
     if lower.ends_with(".mhd") {
         let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let data_name = format!("{stem}.zraw");
-        rawio::write_atomic(&path.with_file_name(&data_name), &|w| w.write_all(&data))?;
+        rawio::write_atomic(&path.with_file_name(&data_name), &|w: &mut dyn Write| w.write_all(&data))?;
         text += &format!("ElementDataFile = {data_name}\n");
-        rawio::write_atomic(path, &|w| w.write_all(text.as_bytes()))
+        rawio::write_atomic(path, &|w: &mut dyn Write| w.write_all(text.as_bytes()))
     } else {
         text += "ElementDataFile = LOCAL\n";
-        rawio::write_atomic(path, &|w| {
+        rawio::write_atomic(path, &|w: &mut dyn Write| {
             w.write_all(text.as_bytes())?;
             w.write_all(&data)
         })

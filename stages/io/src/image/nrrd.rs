@@ -13,7 +13,7 @@ use super::rawio::{self, Encoding, Start};
 use super::{format_err, ImageError, ImageFormat, LoadedImage, Pixels};
 use crate::nifti::{DataType, NiftiData};
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 const MAX_HEADER: usize = 1 << 20;
@@ -283,12 +283,12 @@ pub fn write(path: &Path, g: &Geometry, px: Pixels) -> Result<(), ImageError> {
     if path.to_string_lossy().to_ascii_lowercase().ends_with(".nhdr") {
         let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let data_name = format!("{stem}.raw.gz");
-        rawio::write_atomic(&path.with_file_name(&data_name), &|w| w.write_all(&data))?;
+        rawio::write_atomic(&path.with_file_name(&data_name), &|w: &mut dyn Write| w.write_all(&data))?;
         text += &format!("data file: {data_name}\n");
-        rawio::write_atomic(path, &|w| w.write_all(text.as_bytes()))
+        rawio::write_atomic(path, &|w: &mut dyn Write| w.write_all(text.as_bytes()))
     } else {
         text += "\n";
-        rawio::write_atomic(path, &|w| {
+        rawio::write_atomic(path, &|w: &mut dyn Write| {
             w.write_all(text.as_bytes())?;
             w.write_all(&data)
         })

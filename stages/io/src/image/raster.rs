@@ -13,7 +13,7 @@ use super::geometry::Geometry;
 use super::rawio;
 use super::{format_err, ImageError, ImageFormat, LoadedImage, Pixels};
 use crate::nifti::NiftiData;
-use std::io::{BufReader, Cursor};
+use std::io::{BufReader, Cursor, Write};
 use std::path::{Path, PathBuf};
 
 /// Reads a picture or a TIFF file.
@@ -254,7 +254,7 @@ pub fn write(path: &Path, g: &Geometry, px: Pixels) -> Result<(), ImageError> {
         image::codecs::png::PngEncoder::new(&mut buf).write_image(&bytes, w, h, ct)
     };
     res.map_err(|e| format_err(path, format!("cannot encode: {e}")))?;
-    rawio::write_atomic(path, &|out| out.write_all(&buf))
+    rawio::write_atomic(path, &|out: &mut dyn Write| out.write_all(&buf))
 }
 
 /// Writes an 8-bit RGB PNG from three planes of `h x w` values (synthetic RGB datasets).
@@ -268,11 +268,11 @@ pub fn write_rgb_png(path: &Path, h: usize, w: usize, planes: &[Vec<u8>]) -> Res
     image::codecs::png::PngEncoder::new(&mut buf)
         .write_image(&rgb, w as u32, h as u32, image::ExtendedColorType::Rgb8)
         .map_err(|e| format_err(path, format!("cannot encode: {e}")))?;
-    rawio::write_atomic(path, &|out| out.write_all(&buf))
+    rawio::write_atomic(path, &|out: &mut dyn Write| out.write_all(&buf))
 }
 
 fn write_tiff(path: &Path, g: &Geometry, px: Pixels) -> Result<(), ImageError> {
-    use tiff::encoder::{colortype, compression::DeflateLevel, Compression, TiffEncoder};
+    use tiff::encoder::{colortype, Compression, DeflateLevel, TiffEncoder};
     let [z, h, w] = g.shape;
     let plane = h * w;
     let mut cur = Cursor::new(Vec::new());
@@ -296,8 +296,8 @@ fn write_tiff(path: &Path, g: &Geometry, px: Pixels) -> Result<(), ImageError> {
         // Images `CASE_0000.tif` share the case's `CASE.json`; anything else gets `STEM.json`.
         if let Some(side) = sidecar_of_image(path).or_else(|| sidecar_of_label(path)) {
             let text = serde_json::json!({ "spacing": g.nnunet_spacing() }).to_string();
-            rawio::write_atomic(&side, &|out| out.write_all(text.as_bytes()))?;
+            rawio::write_atomic(&side, &|out: &mut dyn Write| out.write_all(text.as_bytes()))?;
         }
     }
-    rawio::write_atomic(path, &|out| out.write_all(&bytes))
+    rawio::write_atomic(path, &|out: &mut dyn Write| out.write_all(&bytes))
 }
