@@ -23,8 +23,20 @@ fn files(dir: &Path, ending: &str) -> Vec<String> {
 
 fn synth(p: &Project, extra: &[&str]) {
     let _ = std::fs::remove_dir_all(p.path().join("data/ds"));
-    let mut args =
-        vec!["synth", "data/ds", "--cases", "4", "--test-cases", "2", "--shape", "8,24,24", "--spacing", "3,1,1", "--seed", "5"];
+    let mut args = vec![
+        "synth",
+        "data/ds",
+        "--cases",
+        "4",
+        "--test-cases",
+        "2",
+        "--shape",
+        "8,24,24",
+        "--spacing",
+        "3,1,1",
+        "--seed",
+        "5",
+    ];
     args.extend_from_slice(extra);
     let out = p.cmd(&args);
     assert!(out.status.success(), "synth {extra:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -62,13 +74,27 @@ fn whole_pipeline(format: &str, extra: &[&str], configuration: &str) {
         let a = read_image(&run.join("predict").join(pred)).unwrap();
         let b = read_image(reference).unwrap();
         assert_eq!(a.header.format, b.header.format, "{format}");
-        assert!(a.header.geometry.same_place(&b.header.geometry), "{format} {pred}: {:?} vs {:?}", a.header.geometry, b.header.geometry);
+        assert!(
+            a.header.geometry.same_place(&b.header.geometry),
+            "{format} {pred}: {:?} vs {:?}",
+            a.header.geometry,
+            b.header.geometry
+        );
         assert_eq!(a.header.nnunet_spacing(), b.header.nnunet_spacing());
     }
-    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("evaluate/summary.json")).unwrap()).unwrap();
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("evaluate/summary.json")).unwrap()).unwrap();
     assert!(s["foreground_mean"]["Dice"].is_number() || s["foreground_mean"]["Dice"].is_string(), "{s}");
     // `pipeline evaluate` reads the format too.
-    let out = p.cmd(&["evaluate", "data/ds/labelsTs", "runs/f/predict", "--dataset-json", "data/ds/dataset.json", "-o", "ev/summary.json"]);
+    let out = p.cmd(&[
+        "evaluate",
+        "data/ds/labelsTs",
+        "runs/f/predict",
+        "--dataset-json",
+        "data/ds/dataset.json",
+        "-o",
+        "ev/summary.json",
+    ]);
     assert!(out.status.success(), "evaluate {format}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -140,10 +166,12 @@ fn hostile_case_id_is_refused_before_any_write_and_outside_paths_are_accepted() 
     let ds = p.path().join("data/ds");
     // Move the training files outside the dataset folder and list them under the `dataset` key.
     let outside = p.path().join("elsewhere");
-    std::fs::rename(ds.join("imagesTr"), outside.join("imagesTr")).or_else(|_| {
-        std::fs::create_dir_all(&outside)?;
-        std::fs::rename(ds.join("imagesTr"), outside.join("imagesTr"))
-    }).unwrap();
+    std::fs::rename(ds.join("imagesTr"), outside.join("imagesTr"))
+        .or_else(|_| {
+            std::fs::create_dir_all(&outside)?;
+            std::fs::rename(ds.join("imagesTr"), outside.join("imagesTr"))
+        })
+        .unwrap();
     let mut j: serde_json::Value = serde_json::from_slice(&std::fs::read(ds.join("dataset.json")).unwrap()).unwrap();
     let mut entries = serde_json::Map::new();
     for n in files(&outside.join("imagesTr"), ".nii.gz") {

@@ -86,8 +86,8 @@ impl StageKind for Predict {
 pub fn discover_cases(input: &Path, file_ending: &str, num_channels: usize) -> Result<Vec<Case>> {
     // Pictures may hold several channels in one file (RGB): then a case's channel files are
     // the ones present and their channels are counted when read.
-    let multi = nnunet_io::image::ImageFormat::from_ending(file_ending)
-        .is_some_and(nnunet_io::dataset::multi_channel_files);
+    let multi =
+        nnunet_io::image::ImageFormat::from_ending(file_ending).is_some_and(nnunet_io::dataset::multi_channel_files);
     let single = |p: &Path| -> Result<Case> {
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         let stem = name
@@ -96,7 +96,11 @@ pub fn discover_cases(input: &Path, file_ending: &str, num_channels: usize) -> R
         let stem = stem.ok_or_else(|| anyhow!("{}: not a {file_ending} file", p.display()))?;
         // A file named like channel 0 of nnU-Net's naming stands for its case.
         let id = match stem.rsplit_once('_') {
-            Some((id, ch)) if ch.len() == 4 && ch.chars().all(|c| c.is_ascii_digit()) && (num_channels == 1 || multi) => id,
+            Some((id, ch))
+                if ch.len() == 4 && ch.chars().all(|c| c.is_ascii_digit()) && (num_channels == 1 || multi) =>
+            {
+                id
+            }
             _ => stem,
         };
         let images = if num_channels == 1 || multi {

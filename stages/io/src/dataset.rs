@@ -26,8 +26,8 @@ mod scan;
 pub use paths::{display_rel, expand_vars, lexically_inside, normalize};
 pub(crate) use scan::{list_files, split_channel_suffix};
 
-use crate::labels::{Labels, LabelsError};
 use crate::image::{self, read_image, ImageError, ImageFormat, ImageHeader, LoadedImage};
+use crate::labels::{Labels, LabelsError};
 use crate::volume::Volume;
 use paths::{resolve_declared, Resolved};
 use serde_json::{Map, Value};

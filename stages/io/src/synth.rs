@@ -193,7 +193,9 @@ pub fn generate(out: &Path, o: &SynthOptions) -> Result<()> {
             for (c, ch) in case.channels.iter().enumerate() {
                 let p = out.join(images).join(format!("{id}_{c:04}{}", o.file_ending));
                 match o.modality {
-                    Modality::Ct => write_nifti(&p, &case.header, &ch.map(|v| v.round().clamp(-1024.0, 3071.0) as i16))?,
+                    Modality::Ct => {
+                        write_nifti(&p, &case.header, &ch.map(|v| v.round().clamp(-1024.0, 3071.0) as i16))?
+                    }
                     Modality::Mr => write_nifti(&p, &case.header, ch)?,
                 }
             }
@@ -223,20 +225,25 @@ fn write_case_as(o: &SynthOptions, images: &Path, labels: &Path, id: &str, case:
     if o.is_2d() {
         let [d, h, w] = case.label.shape;
         let plane = h * w;
-        let z = (0..d).max_by_key(|&z| case.label.data[z * plane..(z + 1) * plane].iter().filter(|&&l| l > 0).count()).unwrap_or(0);
+        let z = (0..d)
+            .max_by_key(|&z| case.label.data[z * plane..(z + 1) * plane].iter().filter(|&&l| l > 0).count())
+            .unwrap_or(0);
         let r = z * plane..(z + 1) * plane;
         let mut g = image::Geometry::plain(2, [1, h, w], [1.0; 3]);
         g.direction = image::geometry::IDENTITY;
         let h2 = ImageHeader::new(ImageFormat::Natural2D, g);
         if o.channels == 3 {
-            let scale = |v: f32| (quantise(v) / if o.modality == Modality::Ct { 16.0 } else { 4.0 }).clamp(0.0, 255.0) as u8;
-            let planes: Vec<Vec<u8>> = case.channels.iter().map(|c| c.data[r.clone()].iter().map(|&v| scale(v)).collect()).collect();
+            let scale =
+                |v: f32| (quantise(v) / if o.modality == Modality::Ct { 16.0 } else { 4.0 }).clamp(0.0, 255.0) as u8;
+            let planes: Vec<Vec<u8>> =
+                case.channels.iter().map(|c| c.data[r.clone()].iter().map(|&v| scale(v)).collect()).collect();
             image::raster::write_rgb_png(&images.join(format!("{id}_0000{ending}")), h, w, &planes)?;
         } else {
             for (c, ch) in case.channels.iter().enumerate() {
                 let p = images.join(format!("{id}_{c:04}{ending}"));
                 if ending == ".bmp" {
-                    let v: Vec<u8> = ch.data[r.clone()].iter().map(|&v| (quantise(v) / 16.0).clamp(0.0, 255.0) as u8).collect();
+                    let v: Vec<u8> =
+                        ch.data[r.clone()].iter().map(|&v| (quantise(v) / 16.0).clamp(0.0, 255.0) as u8).collect();
                     image::write_image(&p, &h2, [1, h, w], Pixels::U8(&v))?;
                 } else {
                     let v: Vec<u16> = ch.data[r.clone()].iter().map(|&v| quantise(v) as u16).collect();
@@ -257,7 +264,12 @@ fn write_case_as(o: &SynthOptions, images: &Path, labels: &Path, id: &str, case:
             Modality::Mr => image::write_image(&p, &header, ch.shape, Pixels::F32(&ch.data))?,
         }
     }
-    Ok(image::write_image(&labels.join(format!("{id}{ending}")), &header, case.label.shape, Pixels::U8(&case.label.data))?)
+    Ok(image::write_image(
+        &labels.join(format!("{id}{ending}")),
+        &header,
+        case.label.shape,
+        Pixels::U8(&case.label.data),
+    )?)
 }
 
 fn dataset_json(o: &SynthOptions) -> Value {

@@ -93,7 +93,11 @@ pub(crate) fn cases_from_dataset_key(ctx: &Ctx, d: &Value) -> Result<Vec<Case>> 
     for (id, entry) in obj {
         // A case id names outputs (cache folders, predictions): refuse anything but one safe
         // path component before anything is written.
-        super::check_case_id(id).map_err(|msg| DatasetError::CaseId { json: ctx.json.to_path_buf(), id: id.clone(), msg })?;
+        super::check_case_id(id).map_err(|msg| DatasetError::CaseId {
+            json: ctx.json.to_path_buf(),
+            id: id.clone(),
+            msg,
+        })?;
         let key = |k: &str| format!("dataset.{id}.{k}");
         let images = entry
             .get("images")

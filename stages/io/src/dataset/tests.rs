@@ -135,7 +135,10 @@ fn v2_dataset_key_with_env_vars_and_escapes() {
     j["dataset"]["one"]["label"] = json!("../elsewhere/one_seg.nii.gz");
     write_json(&root, &j);
     let ds = open_dataset(&root).unwrap();
-    assert_eq!(ds.cases[0].label.as_deref(), Some(dir.path().canonicalize().unwrap().join("elsewhere/one_seg.nii.gz").as_path()));
+    assert_eq!(
+        ds.cases[0].label.as_deref(),
+        Some(dir.path().canonicalize().unwrap().join("elsewhere/one_seg.nii.gz").as_path())
+    );
     let abs = outside.canonicalize().unwrap().join("one_seg.nii.gz");
     j["dataset"]["one"]["label"] = json!(abs.to_str().unwrap());
     write_json(&root, &j);

@@ -181,7 +181,13 @@ impl Geometry {
                     let c = [a[0][j], a[1][j], a[2][j]];
                     let n = (c[0] * c[0] + c[1] * c[1] + c[2] * c[2]).sqrt();
                     for i in 0..3 {
-                        d[i][j] = if n > 0.0 { c[i] / n } else if i == j { 1.0 } else { 0.0 };
+                        d[i][j] = if n > 0.0 {
+                            c[i] / n
+                        } else if i == j {
+                            1.0
+                        } else {
+                            0.0
+                        };
                     }
                 }
                 let d = orthonormalize(d);

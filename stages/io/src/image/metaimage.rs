@@ -69,7 +69,9 @@ fn element_type(path: &Path, t: &str) -> Result<DataType, ImageError> {
         "MET_LONG_LONG" => DataType::I64,
         "MET_FLOAT" => DataType::F32,
         "MET_DOUBLE" => DataType::F64,
-        other => return Err(format_err(path, format!("ElementType {other} is not supported (MET_CHAR .. MET_DOUBLE)"))),
+        other => {
+            return Err(format_err(path, format!("ElementType {other} is not supported (MET_CHAR .. MET_DOUBLE)")))
+        }
     })
 }
 

@@ -44,7 +44,10 @@ fn parse_header(path: &Path) -> Result<Header, ImageError> {
             continue; // comment or key/value pair
         }
         let Some((k, v)) = line.split_once(": ") else {
-            return Err(format_err(path, format!("not a NRRD field line: \"{}\"", line.chars().take(60).collect::<String>())));
+            return Err(format_err(
+                path,
+                format!("not a NRRD field line: \"{}\"", line.chars().take(60).collect::<String>()),
+            ));
         };
         fields.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
     }
@@ -59,7 +62,12 @@ fn data_type(path: &Path, t: &str) -> Result<DataType, ImageError> {
         "ushort" | "unsigned short" | "unsigned short int" | "uint16" | "uint16_t" => DataType::U16,
         "int" | "signed int" | "int32" | "int32_t" => DataType::I32,
         "uint" | "unsigned int" | "uint32" | "uint32_t" => DataType::U32,
-        "longlong" | "long long" | "long long int" | "signed long long" | "signed long long int" | "int64"
+        "longlong"
+        | "long long"
+        | "long long int"
+        | "signed long long"
+        | "signed long long int"
+        | "int64"
         | "int64_t" => DataType::I64,
         "ulonglong" | "unsigned long long" | "unsigned long long int" | "uint64" | "uint64_t" => DataType::U64,
         "float" => DataType::F32,
@@ -121,20 +129,23 @@ fn geometry(path: &Path, h: &Header, n: usize, sizes: &[usize]) -> Result<Geomet
             format!("a {n}D image in a {sdim}D space is not supported (slices embedded in 3D space: convert to 3D)"),
         ));
     }
-    let mut g = Geometry::plain(n, if n == 2 { [1, sizes[1], sizes[0]] } else { [sizes[2], sizes[1], sizes[0]] }, [1.0; 3]);
+    let mut g =
+        Geometry::plain(n, if n == 2 { [1, sizes[1], sizes[0]] } else { [sizes[2], sizes[1], sizes[0]] }, [1.0; 3]);
     if let Some(dirs) = f("space directions") {
         let parts: Vec<&str> = dirs.split_whitespace().collect();
         // Vectors may contain no spaces ("(1,0,0)"); rejoin if a vector was split.
         let joined = parts.join("");
-        let vecs: Vec<String> =
-            joined.split(')').filter(|p| !p.is_empty()).map(|p| format!("{p})")).collect();
+        let vecs: Vec<String> = joined.split(')').filter(|p| !p.is_empty()).map(|p| format!("{p})")).collect();
         if vecs.len() != n || joined.contains("none") {
             return Err(format_err(path, format!("space directions \"{dirs}\": expected {n} vectors")));
         }
         for (j, v) in vecs.iter().enumerate() {
             let v = vector(path, "space directions", v)?;
             if v.len() != n {
-                return Err(format_err(path, format!("space directions: vector {j} has {} values, expected {n}", v.len())));
+                return Err(format_err(
+                    path,
+                    format!("space directions: vector {j} has {} values, expected {n}", v.len()),
+                ));
             }
             let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
             if norm == 0.0 {
@@ -202,7 +213,9 @@ pub fn read(path: &Path) -> Result<LoadedImage, ImageError> {
             return Err(format_err(path, format!("data file \"{d}\": lists of data files are not supported")))
         }
         Some(d) => (rawio::detached(path, d, "data file")?, 0u64),
-        None => (path.to_path_buf(), h.end.ok_or_else(|| format_err(path, "file is truncated: no data after the header"))?),
+        None => {
+            (path.to_path_buf(), h.end.ok_or_else(|| format_err(path, "file is truncated: no data after the header"))?)
+        }
     };
     let line_skip: usize = f("line skip").or(f("lineskip")).map(|v| v.parse().unwrap_or(usize::MAX)).unwrap_or(0);
     if line_skip > 0 {
@@ -212,9 +225,10 @@ pub fn read(path: &Path) -> Result<LoadedImage, ImageError> {
         let bytes = std::fs::read(&file).map_err(|e| format_err(&file, e.to_string()))?;
         let mut p = start as usize;
         for _ in 0..line_skip {
-            p = bytes.get(p..).and_then(|b| b.iter().position(|&c| c == b'\n')).map(|i| p + i + 1).ok_or_else(|| {
-                format_err(&file, format!("file is truncated: fewer than {line_skip} lines to skip"))
-            })?;
+            p =
+                bytes.get(p..).and_then(|b| b.iter().position(|&c| c == b'\n')).map(|i| p + i + 1).ok_or_else(
+                    || format_err(&file, format!("file is truncated: fewer than {line_skip} lines to skip")),
+                )?;
         }
         start = p as u64;
     }
@@ -249,9 +263,7 @@ pub fn read(path: &Path) -> Result<LoadedImage, ImageError> {
             }
             NiftiData::F64(values)
         }
-        other => {
-            return Err(format_err(path, format!("encoding \"{other}\" is not supported (raw, gzip, ascii)")))
-        }
+        other => return Err(format_err(path, format!("encoding \"{other}\" is not supported (raw, gzip, ascii)"))),
     };
     LoadedImage::from_data(path, ImageFormat::Nrrd, geometry, 1, data)
 }

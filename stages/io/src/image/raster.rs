@@ -160,7 +160,9 @@ fn read_tiff(path: &Path) -> Result<LoadedImage, ImageError> {
         other => {
             return Err(format_err(
                 path,
-                format!("{other:?} TIFF with {pages} page(s) is not supported (grey stacks, or one grey/RGB/RGBA page)"),
+                format!(
+                    "{other:?} TIFF with {pages} page(s) is not supported (grey stacks, or one grey/RGB/RGBA page)"
+                ),
             ))
         }
     };
@@ -241,9 +243,7 @@ pub fn write(path: &Path, g: &Geometry, px: Pixels) -> Result<(), ImageError> {
     let (bytes, ct) = match px {
         Pixels::U8(v) => (v.to_vec(), E::L8),
         Pixels::U16(v) => (v.iter().flat_map(|x| x.to_ne_bytes()).collect(), E::L16),
-        other => {
-            return Err(format_err(path, format!("pictures hold 8/16-bit grey values, not {}", other.datatype())))
-        }
+        other => return Err(format_err(path, format!("pictures hold 8/16-bit grey values, not {}", other.datatype()))),
     };
     let res = if lower.ends_with(".bmp") {
         if ct != E::L8 {
@@ -278,8 +278,7 @@ fn write_tiff(path: &Path, g: &Geometry, px: Pixels) -> Result<(), ImageError> {
     let mut cur = Cursor::new(Vec::new());
     let e = |e: tiff::TiffError| format_err(path, format!("cannot encode: {e}"));
     {
-        let mut enc =
-            TiffEncoder::new(&mut cur).map_err(e)?.with_compression(Compression::Deflate(DeflateLevel::Fast));
+        let mut enc = TiffEncoder::new(&mut cur).map_err(e)?.with_compression(Compression::Deflate(DeflateLevel::Fast));
         for k in 0..z {
             let r = k * plane..(k + 1) * plane;
             match px {

@@ -34,9 +34,9 @@ pub(crate) fn read_block(path: &Path, start: Start, want: usize, enc: Encoding) 
     let len = f.metadata().map_err(io_err)?.len();
     let offset = match start {
         Start::At(o) => o,
-        Start::FromEnd if enc == Encoding::Raw => len.checked_sub(want as u64).ok_or_else(|| {
-            format_err(path, format!("file is truncated: {len} bytes, the data alone needs {want}"))
-        })?,
+        Start::FromEnd if enc == Encoding::Raw => len
+            .checked_sub(want as u64)
+            .ok_or_else(|| format_err(path, format!("file is truncated: {len} bytes, the data alone needs {want}")))?,
         Start::FromEnd => {
             return Err(format_err(path, "a compressed data block cannot be located from the end of the file"))
         }
@@ -50,10 +50,7 @@ pub(crate) fn read_block(path: &Path, start: Start, want: usize, enc: Encoding) 
     match enc {
         Encoding::Raw => {
             if len - offset < want as u64 {
-                return Err(format_err(
-                    path,
-                    format!("file is truncated: data has {} of {want} bytes", len - offset),
-                ));
+                return Err(format_err(path, format!("file is truncated: data has {} of {want} bytes", len - offset)));
             }
             out.reserve_exact(want);
             br.take(want as u64).read_to_end(&mut out).map_err(io_err)?;
@@ -119,7 +116,8 @@ pub(crate) fn write_atomic(path: &Path, body: &dyn Fn(&mut dyn Write) -> io::Res
     if name.is_empty() {
         return Err(format_err(path, "output path has no file name"));
     }
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}-{}", std::process::id(), TMP.fetch_add(1, Ordering::Relaxed)));
+    let tmp =
+        path.with_file_name(format!(".{name}.tmp-{}-{}", std::process::id(), TMP.fetch_add(1, Ordering::Relaxed)));
     let result = (|| -> io::Result<()> {
         let mut w = BufWriter::with_capacity(1 << 16, File::create(&tmp)?);
         body(&mut w)?;

@@ -201,8 +201,11 @@ fn bad_files_are_refused_with_the_file_and_the_problem() {
     assert!(err(&p).contains("header's folder"), "{}", err(&p));
     // Absurd sizes are refused before allocating.
     let p = dir.path().join("huge.mha");
-    std::fs::write(&p, "NDims = 3\nDimSize = 100000 100000 100000\nElementType = MET_DOUBLE\nElementDataFile = LOCAL\n")
-        .unwrap();
+    std::fs::write(
+        &p,
+        "NDims = 3\nDimSize = 100000 100000 100000\nElementType = MET_DOUBLE\nElementDataFile = LOCAL\n",
+    )
+    .unwrap();
     assert!(err(&p).contains("too large") || err(&p).contains("truncated"), "{}", err(&p));
     // Not an image at all.
     let p = dir.path().join("x.nrrd");

@@ -207,7 +207,13 @@ impl NiftiHeader {
             let n = norm(c);
             sp[j] = if n > 0.0 { n } else { 1.0 };
             for i in 0..3 {
-                r[i][j] = if n > 0.0 { c[i] / n } else if i == j { 1.0 } else { 0.0 };
+                r[i][j] = if n > 0.0 {
+                    c[i] / n
+                } else if i == j {
+                    1.0
+                } else {
+                    0.0
+                };
             }
         }
         let det = r[0][0] * (r[1][1] * r[2][2] - r[1][2] * r[2][1]) - r[0][1] * (r[1][0] * r[2][2] - r[1][2] * r[2][0])

@@ -157,9 +157,17 @@ fn invalid_options_are_rejected() {
 fn every_format_generates_a_dataset_that_verifies() {
     // `pipeline synth --format F` (issue 14): each format opens, verifies and reads back.
     let dir = tempfile::tempdir().unwrap();
-    for (ending, channels) in
-        [(".mha", 1), (".mhd", 2), (".nrrd", 1), (".nhdr", 1), (".png", 3), (".png", 1), (".bmp", 1), (".tif", 1), (".nii", 1)]
-    {
+    for (ending, channels) in [
+        (".mha", 1),
+        (".mhd", 2),
+        (".nrrd", 1),
+        (".nhdr", 1),
+        (".png", 3),
+        (".png", 1),
+        (".bmp", 1),
+        (".tif", 1),
+        (".nii", 1),
+    ] {
         let out = dir.path().join(format!("ds{}{channels}", ending.replace('.', "_")));
         let o = SynthOptions {
             cases: 2,

@@ -98,13 +98,15 @@ fn corrupted_hippocampus_copy_reports_exactly_the_faults() {
         })
         .collect();
     // Case 3's NaN image voxel is a warning now (read as 0, issue 14), not a problem.
-    assert!(report.warnings.iter().any(|w| w.case.as_deref() == Some(ids[3].as_str())
-        && matches!(w.kind, ProblemKind::NonFinite { what: "image", count: 1, first: [1, 2, 3] })), "{report}");
-    let expect: Vec<(String, String)> =
-        [(1, "unreadable"), (2, "undeclared 3"), (4, "missing label"), (5, "shape")]
-            .iter()
-            .map(|(i, k)| (ids[*i].clone(), k.to_string()))
-            .collect();
+    assert!(
+        report.warnings.iter().any(|w| w.case.as_deref() == Some(ids[3].as_str())
+            && matches!(w.kind, ProblemKind::NonFinite { what: "image", count: 1, first: [1, 2, 3] })),
+        "{report}"
+    );
+    let expect: Vec<(String, String)> = [(1, "unreadable"), (2, "undeclared 3"), (4, "missing label"), (5, "shape")]
+        .iter()
+        .map(|(i, k)| (ids[*i].clone(), k.to_string()))
+        .collect();
     assert_eq!(got, expect, "{report}");
     let undeclared = report.problems[1].to_string();
     assert_eq!(
@@ -260,7 +262,8 @@ fn orientation_warning_uses_the_transform_itk_uses() {
     // sform-first rule used before warned.
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("Dataset202_Forms");
-    let j = json!({"channel_names": {"0": "CT"}, "labels": {"background": 0}, "numTraining": 1, "file_ending": ".nii.gz"});
+    let j =
+        json!({"channel_names": {"0": "CT"}, "labels": {"background": 0}, "numTraining": 1, "file_ending": ".nii.gz"});
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(root.join("dataset.json"), j.to_string()).unwrap();
     let s = [3, 3, 3];
