@@ -346,7 +346,7 @@ impl Dataset {
             m.insert("regions_class_order".into(), Value::from(o.clone()));
         }
         m.insert("numTraining".into(), Value::from(self.cases.len()));
-        m.insert("file_ending".into(), Value::from(".nii.gz"));
+        m.insert("file_ending".into(), Value::from(self.file_ending.clone()));
         Value::Object(m)
     }
 }
