@@ -169,6 +169,7 @@ fn non_finite_voxels_are_read_as_zero_and_counted() {
     let mut v = Volume::filled([2, 2, 2], 3.0f32);
     v.data[1] = f32::INFINITY;
     v.data[5] = f32::NAN;
+    std::fs::create_dir_all(root.join("imagesTr")).unwrap();
     write_nifti(&root.join("imagesTr/a_0000.nii.gz"), &h, &v).unwrap();
     write_u8(&root.join("labelsTr/a.nii.gz"), [2, 2, 2], 1);
     let ds = open_dataset(&root).unwrap();
