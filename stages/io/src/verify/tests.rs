@@ -264,7 +264,8 @@ fn orientation_warning_uses_the_transform_itk_uses() {
     let root = dir.path().join("Dataset202_Forms");
     let j =
         json!({"channel_names": {"0": "CT"}, "labels": {"background": 0}, "numTraining": 1, "file_ending": ".nii.gz"});
-    std::fs::create_dir_all(&root).unwrap();
+    std::fs::create_dir_all(root.join("imagesTr")).unwrap();
+    std::fs::create_dir_all(root.join("labelsTr")).unwrap();
     std::fs::write(root.join("dataset.json"), j.to_string()).unwrap();
     let s = [3, 3, 3];
     let mut hi = NiftiHeader::new(s, [1.0; 3], DataType::F32);
