@@ -196,9 +196,15 @@ impl Ctx<'_> {
 
     /// Resolves a path declared in dataset.json: relative to the dataset folder, variables
     /// expanded. Paths outside the folder are accepted, as nnU-Net accepts them (issue 14).
+    /// Symlinks are kept as written (the case id comes from the declared name).
     pub fn declared(&self, _key: &str, raw: &str) -> Result<PathBuf> {
         match resolve_declared(self.root, raw) {
-            Resolved::Inside(p) | Resolved::Escapes(p) => Ok(p),
+            Resolved::Inside(p) => Ok(p),
+            Resolved::Escapes(_) => {
+                let expanded = expand_vars(raw);
+                let p = Path::new(&expanded);
+                Ok(normalize(&if p.is_absolute() { p.to_path_buf() } else { self.root.join(p) }))
+            }
         }
     }
 }

@@ -52,6 +52,15 @@ fn read_picture(path: &Path) -> Result<LoadedImage, ImageError> {
         .decode()
         .map_err(|e| format_err(path, format!("cannot decode the picture: {e}")))?;
     let (w, h) = (img.width() as usize, img.height() as usize);
+    // An 8-bit grey BMP is a palette image that the decoder expands to RGB; skimage (nnU-Net)
+    // reads it as grey: fold R = G = B pictures back to one channel for BMP.
+    let bmp = path.to_string_lossy().to_ascii_lowercase().ends_with(".bmp");
+    let img = match img {
+        D::ImageRgb8(b) if bmp && b.pixels().all(|p| p[0] == p[1] && p[1] == p[2]) => {
+            D::ImageLuma8(image::GrayImage::from_fn(b.width(), b.height(), |x, y| image::Luma([b.get_pixel(x, y)[0]])))
+        }
+        other => other,
+    };
     let (channels, data) = match img {
         D::ImageLuma8(b) => (1, NiftiData::U8(b.into_raw())),
         D::ImageLuma16(b) => (1, NiftiData::U16(b.into_raw())),

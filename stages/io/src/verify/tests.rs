@@ -116,7 +116,7 @@ fn corrupted_hippocampus_copy_reports_exactly_the_faults() {
     assert_eq!(report.problems[0].file, Some(PathBuf::from(format!("imagesTr/{}.nii.gz", ids[1]))));
     let trunc = report.problems[0].to_string();
     assert!(trunc.contains("truncated") || trunc.contains("gzip"), "{trunc}");
-    assert!(report.warnings.is_empty(), "{report}");
+    assert_eq!(report.warnings.len(), 1, "{report}");
 }
 
 fn write_img(path: &Path, shape: [usize; 3], spacing: [f64; 3], value: f32) {
