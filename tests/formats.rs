@@ -82,6 +82,9 @@ fn whole_pipeline(format: &str, extra: &[&str], configuration: &str) {
         );
         assert_eq!(a.header.nnunet_spacing(), b.header.nnunet_spacing());
     }
+    if matches!(format, "mha" | "nrrd") {
+        simpleitk_sees_predictions_at_the_images_place(&p, &ending);
+    }
     let summary = std::fs::read_to_string(run.join("evaluate/summary.json")).unwrap();
     assert!(summary.contains("foreground_mean"), "{format}: {summary}");
     // `pipeline evaluate` reads the format too.
@@ -95,6 +98,39 @@ fn whole_pipeline(format: &str, extra: &[&str], configuration: &str) {
         "ev/summary.json",
     ]);
     assert!(out.status.success(), "evaluate {format}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A Python with SimpleITK: `$PEER_PYTHON`, else the peer venv's (see ../shared/peer); `None`
+/// when neither can import SimpleITK.
+fn simpleitk_python() -> Option<PathBuf> {
+    let home = std::env::var_os("HOME").map(PathBuf::from)?;
+    let py = std::env::var_os("PEER_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home.join(".cache/nnunet-peer/venv/bin/python"));
+    let ok = std::process::Command::new(&py).args(["-c", "import SimpleITK"]).output().ok()?.status.success();
+    ok.then_some(py)
+}
+
+/// The predictions open in SimpleITK (nnU-Net's reader, and what viewers build on) with the
+/// size, spacing, origin and direction of their input images and reference labels.
+fn simpleitk_sees_predictions_at_the_images_place(p: &Project, ending: &str) {
+    let Some(py) = simpleitk_python() else {
+        eprintln!("no Python with SimpleITK (set PEER_PYTHON): SimpleITK check of {ending} predictions skipped");
+        return;
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/check-sitk-geometry.py");
+    let out = std::process::Command::new(py)
+        .arg(script)
+        .arg(p.path().join("data/ds/imagesTs"))
+        .arg(p.path().join("runs/f/predict"))
+        .arg(ending)
+        .arg(p.path().join("data/ds/labelsTs"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "SimpleITK {ending}: {text} {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(v["checked"].as_array().map(|a| a.len()), Some(2), "{text}");
 }
 
 #[test]

@@ -254,14 +254,23 @@ fn write_case_as(o: &SynthOptions, images: &Path, labels: &Path, id: &str, case:
         let lab: Vec<u8> = case.label.data[r].to_vec();
         return Ok(image::write_image(&labels.join(format!("{id}{ending}")), &h2, [1, h, w], Pixels::U8(&lab))?);
     }
+    // Tiff3DIO reads the spacing of `CASE_0000.tif` from the case's `CASE.json`.
+    let tiff = image::ImageFormat::from_ending(ending) == Some(ImageFormat::Tiff);
+    let case_sidecar = images.join(format!("{id}.json"));
     for (c, ch) in case.channels.iter().enumerate() {
         let p = images.join(format!("{id}_{c:04}{ending}"));
-        match o.modality {
+        let ct: Vec<i16>;
+        let px = match o.modality {
             Modality::Ct => {
-                let v: Vec<i16> = ch.data.iter().map(|v| v.round().clamp(-1024.0, 3071.0) as i16).collect();
-                image::write_image(&p, &header, ch.shape, Pixels::I16(&v))?
+                ct = ch.data.iter().map(|v| v.round().clamp(-1024.0, 3071.0) as i16).collect();
+                Pixels::I16(&ct)
             }
-            Modality::Mr => image::write_image(&p, &header, ch.shape, Pixels::F32(&ch.data))?,
+            Modality::Mr => Pixels::F32(&ch.data),
+        };
+        if tiff {
+            image::raster::write_tiff_with_sidecar(&p, &header.geometry, px, Some(&case_sidecar))?
+        } else {
+            image::write_image(&p, &header, ch.shape, px)?
         }
     }
     Ok(image::write_image(

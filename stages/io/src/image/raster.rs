@@ -280,10 +280,28 @@ pub fn write_rgb_png(path: &Path, h: usize, w: usize, planes: &[Vec<u8>]) -> Res
     rawio::write_atomic(path, &|out: &mut dyn Write| out.write_all(&buf))
 }
 
+/// Writes a TIFF as a segmentation (nnU-Net's `Tiff3DIO.write_seg`): a 3D stack gets the
+/// sidecar `STEM.json` beside it, whatever the stem looks like (a case id may itself end in
+/// `_0001`).
 fn write_tiff(path: &Path, g: &Geometry, px: Pixels) -> Result<(), ImageError> {
+    write_tiff_with_sidecar(path, g, px, sidecar_of_label(path).as_deref())
+}
+
+/// Writes a TIFF (one page for a 2D geometry, a page stack for 3D) and, for a stack, the
+/// spacing sidecar `sidecar` (`STEM.json` for a segmentation, `CASE.json` for the image
+/// `CASE_0000.tif`); the sidecar is written first so a reader never finds a stack without it.
+pub fn write_tiff_with_sidecar(
+    path: &Path,
+    g: &Geometry,
+    px: Pixels,
+    sidecar: Option<&Path>,
+) -> Result<(), ImageError> {
     use tiff::encoder::{colortype, Compression, DeflateLevel, TiffEncoder};
     let [z, h, w] = g.shape;
     let plane = h * w;
+    if px.len() != z * plane {
+        return Err(format_err(path, format!("cannot write {} values as a TIFF of shape {:?}", px.len(), g.shape)));
+    }
     let mut cur = Cursor::new(Vec::new());
     let e = |e: tiff::TiffError| format_err(path, format!("cannot encode: {e}"));
     {
@@ -300,12 +318,9 @@ fn write_tiff(path: &Path, g: &Geometry, px: Pixels) -> Result<(), ImageError> {
         }
     }
     let bytes = cur.into_inner();
-    if g.ndim == 3 {
-        // Images `CASE_0000.tif` share the case's `CASE.json`; anything else gets `STEM.json`.
-        if let Some(side) = sidecar_of_image(path).or_else(|| sidecar_of_label(path)) {
-            let text = serde_json::json!({ "spacing": g.nnunet_spacing() }).to_string();
-            rawio::write_atomic(&side, &|out: &mut dyn Write| out.write_all(text.as_bytes()))?;
-        }
+    if let (3, Some(side)) = (g.ndim, sidecar) {
+        let text = serde_json::json!({ "spacing": g.nnunet_spacing() }).to_string();
+        rawio::write_atomic(side, &|out: &mut dyn Write| out.write_all(text.as_bytes()))?;
     }
     rawio::write_atomic(path, &|out: &mut dyn Write| out.write_all(&bytes))
 }

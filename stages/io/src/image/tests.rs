@@ -225,3 +225,29 @@ fn reader_choice_follows_nnunet() {
     assert!(e.contains("SimpleITKIO") && e.contains("Tiff3DIO"), "{e}");
     assert!(check_reader(".png", Some("SimpleITKIO")).unwrap_err().contains(".png"));
 }
+
+#[test]
+fn tiff_segmentation_sidecar_is_named_after_the_file_even_when_the_id_ends_in_digits() {
+    // A case id such as `case_0001` looks like an image name `CASE_CCCC`: its prediction
+    // `case_0001.tif` must get `case_0001.json` (Tiff3DIO.write_seg), never `case.json`.
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = Geometry::plain(3, [3, 4, 5], [0.5, 0.25, 2.0]);
+    g.direction = geometry::IDENTITY;
+    let header = ImageHeader::new(ImageFormat::Tiff, g.clone());
+    let seg = Volume { shape: [3, 4, 5], data: (0..60).map(|i| (i % 3) as i16).collect() };
+    let other = dir.path().join("case.json");
+    std::fs::write(&other, r#"{"spacing": [9, 9, 9]}"#).unwrap();
+    let out = dir.path().join("case_0001.tif");
+    write_segmentation(&out, &header, &seg, false).unwrap();
+    let side: Value = serde_json::from_slice(&std::fs::read(dir.path().join("case_0001.json")).unwrap()).unwrap();
+    assert_eq!(nums(&side["spacing"]), vec![2.0, 0.25, 0.5]);
+    assert_eq!(std::fs::read_to_string(&other).unwrap(), r#"{"spacing": [9, 9, 9]}"#);
+    let back = read_image(&out).unwrap();
+    assert_eq!(back.header.nnunet_spacing(), [2.0, 0.25, 0.5]);
+    assert_eq!(back.to_label_volume().unwrap(), seg);
+    // The image of a case reads the case's sidecar.
+    let img = dir.path().join("img_0000.tif");
+    raster::write_tiff_with_sidecar(&img, &g, Pixels::U8(&[1; 60]), Some(&dir.path().join("img.json"))).unwrap();
+    assert!(!dir.path().join("img_0000.json").exists());
+    assert_eq!(read_image(&img).unwrap().header.nnunet_spacing(), [2.0, 0.25, 0.5]);
+}
