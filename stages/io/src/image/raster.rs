@@ -13,7 +13,7 @@ use super::geometry::Geometry;
 use super::rawio;
 use super::{format_err, ImageError, ImageFormat, LoadedImage, Pixels};
 use crate::nifti::NiftiData;
-use std::io::{BufReader, Cursor, Write};
+use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
 
 /// Reads a picture or a TIFF file.
@@ -101,66 +101,107 @@ fn page_data(path: &Path, r: tiff::decoder::DecodingResult) -> Result<NiftiData,
     })
 }
 
-/// Appends `b` to `a` (same variant).
-fn append(a: &mut NiftiData, b: NiftiData) -> bool {
-    macro_rules! app {
-        ($($v:ident),*) => {
-            match (a, b) {
-                $((NiftiData::$v(x), NiftiData::$v(y)) => { x.extend(y); true })*
-                _ => false,
-            }
-        };
-    }
-    app!(U8, I8, U16, I16, I32, U32, I64, U64, F32, F64)
-}
-
 fn tiff_err(path: &Path, e: tiff::TiffError) -> ImageError {
     format_err(path, format!("cannot decode the TIFF file: {e}"))
 }
 
-fn read_tiff(path: &Path) -> Result<LoadedImage, ImageError> {
-    use tiff::ColorType as C;
-    let f = std::fs::File::open(path).map_err(|e| format_err(path, e.to_string()))?;
-    let mut dec = tiff::decoder::Decoder::new(BufReader::new(f)).map_err(|e| tiff_err(path, e))?;
-    let mut limits = tiff::decoder::Limits::default();
-    limits.decoding_buffer_size = 1 << 34;
-    limits.intermediate_buffer_size = 1 << 34;
-    dec = dec.with_limits(limits);
-    let mut pages = 0usize;
-    let mut first: Option<((u32, u32), C)> = None;
-    let mut data: Option<NiftiData> = None;
-    loop {
-        let dims = dec.dimensions().map_err(|e| tiff_err(path, e))?;
-        let ct = dec.colortype().map_err(|e| tiff_err(path, e))?;
-        match &first {
-            None => first = Some((dims, ct)),
-            Some((d0, c0)) if *d0 != dims || *c0 != ct => {
-                return Err(format_err(
-                    path,
-                    format!("page {pages} is {}x{} {ct:?}, page 0 is {}x{} {c0:?}", dims.0, dims.1, d0.0, d0.1),
-                ))
+/// What must agree between the pages of a stack: size, colour type and sample format (the
+/// colour type alone does not tell u16 from i16).
+type PageKind = ((u32, u32), tiff::ColorType, Option<Vec<u16>>);
+
+fn page_kind<R: std::io::Read + std::io::Seek>(
+    path: &Path,
+    dec: &mut tiff::decoder::Decoder<R>,
+) -> Result<PageKind, ImageError> {
+    let dims = dec.dimensions().map_err(|e| tiff_err(path, e))?;
+    let ct = dec.colortype().map_err(|e| tiff_err(path, e))?;
+    let fmt = dec.find_tag_unsigned_vec::<u16>(tiff::tags::Tag::SampleFormat).map_err(|e| tiff_err(path, e))?;
+    Ok((dims, ct, fmt))
+}
+
+/// Decodes the pages after the first straight into one buffer holding the whole stack (no
+/// growing and copying per page); `first` is page 0, already decoded.
+fn read_stack<R: std::io::Read + std::io::Seek>(
+    path: &Path,
+    dec: &mut tiff::decoder::Decoder<R>,
+    first: tiff::decoder::DecodingResult,
+    pages: usize,
+) -> Result<NiftiData, ImageError> {
+    use tiff::decoder::DecodingResult as R;
+    macro_rules! stack {
+        ($v:expr, $variant:ident) => {{
+            let plane = $v.len();
+            let mut all = $v;
+            all.resize(plane * pages, Default::default());
+            for k in 1..pages {
+                dec.next_image().map_err(|e| tiff_err(path, e))?;
+                let dst = bytes_of_mut(&mut all[k * plane..(k + 1) * plane]);
+                dec.read_image_bytes(dst).map_err(|e| tiff_err(path, e))?;
             }
-            Some(_) => {}
-        }
-        let page = page_data(path, dec.read_image().map_err(|e| tiff_err(path, e))?)?;
-        match &mut data {
-            None => data = Some(page),
-            Some(d) => {
-                if !append(d, page) {
-                    return Err(format_err(path, "pages differ in sample type"));
+            NiftiData::$variant(all)
+        }};
+    }
+    Ok(match first {
+        R::U8(v) => stack!(v, U8),
+        R::I8(v) => stack!(v, I8),
+        R::U16(v) => stack!(v, U16),
+        R::I16(v) => stack!(v, I16),
+        R::U32(v) => stack!(v, U32),
+        R::I32(v) => stack!(v, I32),
+        R::U64(v) => stack!(v, U64),
+        R::I64(v) => stack!(v, I64),
+        R::F32(v) => stack!(v, F32),
+        R::F64(v) => stack!(v, F64),
+        // Half floats are widened to f32 page by page.
+        other => {
+            let mut all = page_data(path, other)?;
+            for _ in 1..pages {
+                dec.next_image().map_err(|e| tiff_err(path, e))?;
+                let page = page_data(path, dec.read_image().map_err(|e| tiff_err(path, e))?)?;
+                match (&mut all, page) {
+                    (NiftiData::F32(a), NiftiData::F32(b)) => a.extend(b),
+                    _ => return Err(format_err(path, "pages differ in sample type")),
                 }
             }
+            all
+        }
+    })
+}
+
+/// The bytes of a slice of plain numbers (the decoder writes native-endian samples).
+fn bytes_of_mut<T: crate::nifti::NiftiElement>(v: &mut [T]) -> &mut [u8] {
+    let len = std::mem::size_of_val(v);
+    // SAFETY: `T` is one of the plain integer/float types of NIfTI data (no padding, every bit
+    // pattern valid), `u8` has alignment 1, and the byte slice borrows `v` mutably for its life.
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), len) }
+}
+
+/// Reads a TIFF: the file is read whole (a stack's strips are many small reads at scattered
+/// offsets), the pages' sizes and types are checked first (IFDs only), then the pixels are
+/// decoded into one buffer.
+fn read_tiff(path: &Path) -> Result<LoadedImage, ImageError> {
+    use tiff::ColorType as C;
+    let bytes = std::fs::read(path).map_err(|e| format_err(path, e.to_string()))?;
+    let mut dec = tiff::decoder::Decoder::new(Cursor::new(bytes.as_slice())).map_err(|e| tiff_err(path, e))?;
+    // No decoder limits: a page over the default 256 MiB would fail (or, planar, be read in
+    // part); the size a file claims is checked against the file's own size below instead.
+    dec = dec.with_limits(tiff::decoder::Limits::unlimited());
+    let first_kind = page_kind(path, &mut dec)?;
+    let mut pages = 1usize;
+    while dec.more_images() {
+        dec.next_image().map_err(|e| tiff_err(path, e))?;
+        let k = page_kind(path, &mut dec)?;
+        if k != first_kind {
+            let ((w, h), ct, f) = k;
+            let ((w0, h0), ct0, f0) = &first_kind;
+            return Err(format_err(
+                path,
+                format!("page {pages} is {w}x{h} {ct:?} (format {f:?}), page 0 is {w0}x{h0} {ct0:?} (format {f0:?})"),
+            ));
         }
         pages += 1;
-        if !dec.more_images() {
-            break;
-        }
-        dec.next_image().map_err(|e| tiff_err(path, e))?;
     }
-    let (((w, h), ct), data) = match (first, data) {
-        (Some(f), Some(d)) => (f, d),
-        _ => return Err(format_err(path, "TIFF file has no image")),
-    };
+    let ((w, h), ct, _) = first_kind;
     let (w, h) = (w as usize, h as usize);
     let channels = match ct {
         C::Gray(_) => 1,
@@ -175,8 +216,20 @@ fn read_tiff(path: &Path) -> Result<LoadedImage, ImageError> {
             ))
         }
     };
+    // Refuse sizes the file cannot hold before allocating: deflate expands at most ~1032x.
+    let sample_bytes = (ct.bit_depth() as usize).div_ceil(8).max(1) * channels;
+    let claimed = [pages, h, w, sample_bytes].iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    let limit = (bytes.len() as u128) * 1100 + (1 << 20);
+    if claimed.is_none_or(|c| c as u128 > limit) {
+        return Err(format_err(
+            path,
+            format!("{pages} page(s) of {w}x{h} {ct:?} are more than the file's {} bytes can hold", bytes.len()),
+        ));
+    }
+    dec.seek_to_image(0).map_err(|e| tiff_err(path, e))?;
+    let first = dec.read_image().map_err(|e| tiff_err(path, e))?;
     if pages == 1 {
-        let data = match data {
+        let data = match page_data(path, first)? {
             NiftiData::U8(v) => NiftiData::U8(planar(v, channels)),
             NiftiData::U16(v) => NiftiData::U16(planar(v, channels)),
             NiftiData::F32(v) => NiftiData::F32(planar(v, channels)),
@@ -185,6 +238,9 @@ fn read_tiff(path: &Path) -> Result<LoadedImage, ImageError> {
         };
         return LoadedImage::from_data(path, ImageFormat::Tiff, picture_geometry(h, w), channels, data);
     }
+    let data = read_stack(path, &mut dec, first, pages)?;
+    drop(dec);
+    drop(bytes);
     let spacing_zyx = read_sidecar(path)?.unwrap_or([1.0; 3]);
     let g = Geometry::plain(3, [pages, h, w], [spacing_zyx[2], spacing_zyx[1], spacing_zyx[0]]);
     LoadedImage::from_data(path, ImageFormat::Tiff, g, 1, data)

@@ -251,3 +251,59 @@ fn tiff_segmentation_sidecar_is_named_after_the_file_even_when_the_id_ends_in_di
     assert!(!dir.path().join("img_0000.json").exists());
     assert_eq!(read_image(&img).unwrap().header.nnunet_spacing(), [2.0, 0.25, 0.5]);
 }
+
+#[test]
+fn tiff_stacks_that_are_truncated_mixed_or_oversized_are_refused() {
+    use tiff::encoder::{colortype, TiffEncoder};
+    let dir = tempfile::tempdir().unwrap();
+    let err = |p: &Path| read_image(p).unwrap_err().to_string();
+    // The fixture stack, cut short: refused naming the file.
+    let bytes = std::fs::read(fixtures().join("tiff3d/case_0000.tif")).unwrap();
+    let p = dir.path().join("cut_0000.tif");
+    std::fs::write(&p, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    assert!(err(&p).contains("cut_0000.tif"), "{}", err(&p));
+    // Pages of u16 then i16: same colour type, different sample format.
+    let p = dir.path().join("mixed.tif");
+    {
+        let mut f = std::fs::File::create(&p).unwrap();
+        let mut enc = TiffEncoder::new(&mut f).unwrap();
+        enc.write_image::<colortype::Gray16>(4, 3, &[1u16; 12]).unwrap();
+        enc.write_image::<colortype::GrayI16>(4, 3, &[-1i16; 12]).unwrap();
+    }
+    assert!(err(&p).contains("page 1"), "{}", err(&p));
+    // A stack that reads back exactly, page order kept.
+    let p = dir.path().join("ok.tif");
+    {
+        let mut f = std::fs::File::create(&p).unwrap();
+        let mut enc = TiffEncoder::new(&mut f).unwrap();
+        for k in 0..5i16 {
+            let page: Vec<i16> = (0..12).map(|i| k * 100 - i).collect();
+            enc.write_image::<colortype::GrayI16>(4, 3, &page).unwrap();
+        }
+    }
+    let img = read_image(&p).unwrap();
+    assert_eq!(img.shape_zyx(), [5, 3, 4]);
+    let v = values(&img);
+    assert_eq!((v[0], v[11], v[12], v[59]), (0.0, -11.0, 100.0, 389.0));
+    // A page whose declared size no data in the file could hold (width patched to 2^31).
+    let mut bytes = std::fs::read(&p).unwrap();
+    let ifd = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
+    let n = u16::from_le_bytes(bytes[ifd..ifd + 2].try_into().unwrap()) as usize;
+    for e in 0..n {
+        let at = ifd + 2 + 12 * e;
+        let tag = u16::from_le_bytes(bytes[at..at + 2].try_into().unwrap());
+        if tag == 256 || tag == 257 {
+            // ImageWidth / ImageLength as LONG 2^31 (SHORT fields get 0x8000 either way).
+            let typ = u16::from_le_bytes(bytes[at + 2..at + 4].try_into().unwrap());
+            if typ == 4 {
+                bytes[at + 8..at + 12].copy_from_slice(&(1u32 << 31).to_le_bytes());
+            } else {
+                bytes[at + 8..at + 10].copy_from_slice(&0x8000u16.to_le_bytes());
+            }
+        }
+    }
+    let p = dir.path().join("huge.tif");
+    std::fs::write(&p, &bytes).unwrap();
+    let e = err(&p);
+    assert!(e.contains("huge.tif"), "{e}");
+}
