@@ -26,11 +26,28 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     serde_json::from_str(&text).map_err(|e| invalid(format!("{}: {e}", path.display())))
 }
 
-/// One trained configuration: its fold checkpoint folders, `(fold, folder)`.
+/// One trained configuration: its fold checkpoints, `(fold, folder or .pth file)`.
 #[derive(Clone, Debug)]
 pub struct ModelConfiguration {
     pub name: String,
     pub folds: Vec<(String, PathBuf)>,
+    /// Plans of its own (an nnU-Net model folder among others) and the configuration's name
+    /// in them; `None`: the model's plans, configuration `name`.
+    pub source: Option<Box<ConfigurationSource>>,
+}
+
+/// Where a member's configuration is defined when it is not the model's plans.
+#[derive(Clone, Debug)]
+pub struct ConfigurationSource {
+    pub plans: Plans,
+    pub configuration: String,
+}
+
+impl ModelConfiguration {
+    /// A configuration of the model's plans.
+    pub fn new(name: impl Into<String>, folds: Vec<(String, PathBuf)>) -> ModelConfiguration {
+        ModelConfiguration { name: name.into(), folds, source: None }
+    }
 }
 
 /// Everything needed to segment new images.
@@ -85,17 +102,7 @@ impl Model {
         if members.is_empty() || members.len() > 2 {
             return Err(invalid(format!("a model has one configuration or a pair ensemble, not {}", members.len())));
         }
-        for m in &members {
-            let c = configurations
-                .iter()
-                .find(|c| &c.name == m)
-                .ok_or_else(|| invalid(format!("the chosen configuration {m} has no trained folds")))?;
-            if c.folds.is_empty() {
-                return Err(invalid(format!("the chosen configuration {m} has no trained folds")));
-            }
-            plans.configuration(m).map_err(|e| invalid(format!("configuration {m} of the model: {e}")))?;
-        }
-        Ok(Model {
+        let model = Model {
             plans_json,
             dataset_json,
             postprocessing_json,
@@ -107,7 +114,27 @@ impl Model {
             configurations,
             postprocessing,
             info,
-        })
+        };
+        for m in &model.members {
+            let c = model
+                .configurations
+                .iter()
+                .find(|c| &c.name == m)
+                .ok_or_else(|| invalid(format!("the chosen configuration {m} has no trained folds")))?;
+            if c.folds.is_empty() {
+                return Err(invalid(format!("the chosen configuration {m} has no trained folds")));
+            }
+            model.resolve(m).map_err(|e| invalid(format!("configuration {m} of the model: {e}")))?;
+        }
+        Ok(model)
+    }
+
+    /// The plans and resolved configuration of a configuration of the model.
+    pub fn resolve(&self, name: &str) -> Result<(&Plans, nnunet_prep::plans::ResolvedConfiguration)> {
+        match self.configurations.iter().find(|c| c.name == name).and_then(|c| c.source.as_deref()) {
+            Some(src) => Ok((&src.plans, src.plans.configuration(&src.configuration)?)),
+            None => Ok((&self.plans, self.plans.configuration(name)?)),
+        }
     }
 
     /// The model of an extracted bundle.
@@ -119,6 +146,7 @@ impl Model {
             .map(|c| ModelConfiguration {
                 name: c.name.clone(),
                 folds: c.folds.iter().map(|f| (f.clone(), b.root.join(crate::bundle::fold_path(&c.name, f)))).collect(),
+                source: None,
             })
             .collect();
         let members: Vec<String> = b.manifest.info["members"]
@@ -169,13 +197,13 @@ impl Model {
         let mut order: Vec<String> = Vec::new();
         for m in &self.members {
             let mut chain = vec![m.clone()];
-            let mut cur = self.plans.configuration(m)?;
+            let mut cur = self.resolve(m)?.1;
             while let Some(prev) = cur.previous_stage.clone() {
                 if chain.contains(&prev) || chain.len() > 8 {
                     return Err(invalid(format!("configuration {m}: previous_stage cycle")));
                 }
                 chain.push(prev.clone());
-                cur = self.plans.configuration(&prev)?;
+                cur = self.resolve(&prev)?.1;
             }
             for c in chain.into_iter().rev() {
                 if !order.contains(&c) {
@@ -211,6 +239,10 @@ pub struct PredictOptions {
     pub device: tch::Device,
     pub save_probabilities: bool,
     pub postprocessing: bool,
+    /// Sliding-window step as a fraction of the patch (nnU-Net's `-step_size`, 0.5).
+    pub tile_step_size: f64,
+    /// Accumulate in f16 like nnU-Net (parity checks) instead of f32.
+    pub fp16_accumulation: bool,
 }
 
 /// Seconds spent on one case, and the NaN/inf input voxels that were read as 0.
@@ -224,6 +256,10 @@ pub struct CaseTiming {
 /// Segments `cases` with `model` into `out` (`CASE{file_ending}`, the input image's format and
 /// geometry; with `save_probabilities` also `CASE.probs.zarr`). Cases are written atomically,
 /// one by one.
+///
+/// Long (~100 lines): the per-case sequence (cascade order, members, pair average,
+/// post-processing, writes) reads as nnU-Net's `predict_from_files`; being reworked with the
+/// predictor, so not split here.
 pub fn predict_cases(
     model: &Model,
     cases: &[Case],
@@ -237,9 +273,13 @@ pub fn predict_cases(
     let order = model.prediction_order()?;
     let mut predictors: BTreeMap<String, Predictor> = BTreeMap::new();
     for cfg_name in &order {
-        let cfg = model.plans.configuration(cfg_name)?;
+        let (_, cfg) = model.resolve(cfg_name)?;
         let mut sw = crate::sliding_window::SlidingWindowOptions::default();
         sw.device = opts.device;
+        sw.tile_step_size = opts.tile_step_size;
+        if opts.fp16_accumulation {
+            sw.accumulation = crate::sliding_window::Accumulation::F16;
+        }
         let p = Predictor::from_checkpoints(&model.folds_of(cfg_name)?, &cfg, sw, &crate::network::load_checkpoint)
             .map_err(|e| invalid(format!("loading {cfg_name}: {e}")))?;
         predictors.insert(cfg_name.clone(), p);
@@ -266,7 +306,7 @@ pub fn predict_cases(
         let mut probs = Vec::new();
         let mut last = None;
         for cfg_name in &order {
-            let cfg = model.plans.configuration(cfg_name)?;
+            let (plans, cfg) = model.resolve(cfg_name)?;
             let prev = cfg
                 .previous_stage
                 .as_ref()
@@ -279,7 +319,7 @@ pub fn predict_cases(
                 postprocessing: None,
             };
             let p = predictors[cfg_name]
-                .predict_raw_case(&images, &model.plans, &cfg, &spec, prev, &copts)
+                .predict_raw_case(&images, plans, &cfg, &spec, prev, &copts)
                 .map_err(|e| invalid(format!("predicting case {} with {cfg_name}: {e}", case.id)))?;
             if member {
                 if let Some(pr) = &p.probabilities {
@@ -312,7 +352,9 @@ pub fn predict_cases(
         }
         // Atomic (temporary file + rename per file, data file before header).
         let name = format!("{}{}", case.id, model.file_ending);
-        write_segmentation(&out.join(&name), &seg, &last.header, spec.foreground_labels.len())?;
+        nnunet_io::fsio::write_with(&out.join(&name), Some(&model.file_ending), |tmp| -> Result<()> {
+            Ok(write_segmentation(tmp, &seg, &last.header, spec.foreground_labels.len())?)
+        })?;
         if opts.save_probabilities {
             if let Some(p) = &probabilities {
                 let dir = out.join(format!("{}{}", case.id, nnunet_eval::folder::PROBS_SUFFIX));
