@@ -170,3 +170,6 @@ for l in open(rows):
 open(dst, "w").write("\n".join(lines) + "\n")
 print(f"bench: wrote {dst}")
 PY
+
+# Image formats: read throughput per format beside nnU-Net's readers (own section of RESULTS.md).
+PIPELINE_BIN="$bin" "$here/bench/read-formats.sh"

@@ -184,6 +184,10 @@ pub struct SynthArgs {
     /// Dataset name written to dataset.json.
     #[arg(long)]
     pub name: Option<String>,
+    /// Image format: nii.gz, nii, mha, mhd, nrrd, nhdr, png, bmp, tif (png/bmp: 2D cases; 3
+    /// channels make RGB .png files; tif: 3D stacks with the CASE.json spacing sidecar).
+    #[arg(long, default_value = "nii.gz")]
+    pub format: String,
 }
 
 #[derive(Args, Debug)]
@@ -309,8 +313,9 @@ pub struct BenchArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum BenchWhat {
-    /// NIfTI read throughput over a dataset.
-    Nifti {
+    /// Image read throughput over a dataset (any format; `nifti` is an alias).
+    #[command(alias = "nifti")]
+    Read {
         dataset: PathBuf,
         #[arg(long)]
         json: bool,

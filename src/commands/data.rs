@@ -43,6 +43,11 @@ pub fn synth(a: SynthArgs) -> Result<()> {
     if let Some(n) = &a.name {
         o.name = n.clone();
     }
+    let f = a.format.trim_start_matches('.').to_ascii_lowercase();
+    o.file_ending = format!(".{f}");
+    if nnunet_io::image::ImageFormat::from_ending(&o.file_ending).is_none() {
+        bail!("--format {}: expected one of {}", a.format, nnunet_io::image::supported_endings_text());
+    }
     generate(&a.out, &o).with_context(|| format!("writing the synthetic dataset to {}", a.out.display()))?;
     eprintln!("synth: wrote {} training and {} test case(s) to {}", o.cases, o.test_cases, a.out.display());
     Ok(())

@@ -26,7 +26,8 @@ impl StageKind for Fingerprint {
     }
     fn version(&self) -> u32 {
         // 2: foreground samples drawn as an exact multinomial (different draws from the same seed)
-        2
+        // 3: NaN/inf voxels read as 0 and counted (non_finite_voxels); spacing in mm per xyzt_units
+        3
     }
     fn about(&self) -> &'static str {
         "crop to nonzero, spacing and shape statistics, foreground intensity properties (nnU-Net §2)"
@@ -67,8 +68,12 @@ impl StageKind for Fingerprint {
             Some(case) => {
                 let images = case.read_images().with_context(|| format!("case {}", case.id))?;
                 let (label, _) = case.read_label().with_context(|| format!("case {}", case.id))?;
-                let fp = CaseFingerprint::compute(&images.channels, &label, images.spacing)
+                let mut fp = CaseFingerprint::compute(&images.channels, &label, images.spacing)
                     .with_context(|| format!("fingerprint of case {}", case.id))?;
+                if images.non_finite > 0 {
+                    tracing::warn!("case {}: {} NaN/inf voxel(s) read as 0", case.id, images.non_finite);
+                }
+                fp.non_finite_voxels = images.non_finite as u64;
                 write_json(&ctx.out.join("case.json"), &fp)
             }
             None => {

@@ -99,7 +99,8 @@ impl StageKind for Plan {
         super::PLAN
     }
     fn version(&self) -> u32 {
-        1
+        // 2: dataset.json keeps the dataset's file_ending (it was always .nii.gz)
+        2
     }
     fn about(&self) -> &'static str {
         "nnU-Net v2 experiment planning: spacing, patch, topology, batch size, normalization (§5)"

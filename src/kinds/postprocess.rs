@@ -18,7 +18,8 @@ impl StageKind for Postprocess {
         super::POSTPROCESS
     }
     fn version(&self) -> u32 {
-        1
+        // 2: outputs in the input's format (NIfTI-1, no foreign header extensions)
+        2
     }
     fn about(&self) -> &'static str {
         "keep-largest-component steps kept only when they improve cross-validation Dice (§10.2)"
@@ -105,7 +106,8 @@ impl StageKind for Evaluate {
     }
     fn raw_inputs(&self, unit: &UnitView, ds: &Dataset) -> Vec<PathBuf> {
         let dir = ds.root.join(crate::kind::value_str(unit.params.get("labels").unwrap_or(&serde_json::Value::Null)));
-        super::list_files(&dir, &ds.file_ending)
+        // With each file's detached data file or sidecar (.mhd/.nhdr/.tif).
+        super::list_files(&dir, &ds.file_ending).iter().flat_map(|p| nnunet_io::image::image_files(p)).collect()
     }
     fn run(&self, ctx: &RunCtx) -> Result<()> {
         let labels = super::plan::read_labels(ctx.input(super::PLAN)?)?;

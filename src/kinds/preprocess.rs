@@ -30,7 +30,8 @@ impl StageKind for Normalize {
     }
     fn version(&self) -> u32 {
         // 2: raw (uncompressed) chunks, flat chunk keys
-        2
+        // 3: every image format; NaN/inf read as 0; spacing in mm per NIfTI xyzt_units
+        3
     }
     fn about(&self) -> &'static str {
         "per case: transpose, crop to nonzero, intensity normalization (§3, §4.1)"

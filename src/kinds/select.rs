@@ -28,7 +28,8 @@ impl StageKind for EnsembleSelect {
         super::ENSEMBLE_SELECT
     }
     fn version(&self) -> u32 {
-        1
+        // 2: ensemble outputs in the dataset's format
+        2
     }
     fn about(&self) -> &'static str {
         "score configurations and pair ensembles on the merged cross-validation, pick the best (§10.1)"

@@ -186,9 +186,10 @@ impl StageKind for TrainFold {
         super::TRAIN_FOLD
     }
     fn version(&self) -> u32 {
+        // 3: validation outputs in the dataset's format (NIfTI-1, no foreign header extensions)
         // 2: batches drawn from the pipeline's one RNG stream derivation (nnunet_io::rng), and
         // progress.svg drawn with nnunet-chart
-        2
+        3
     }
     fn about(&self) -> &'static str {
         "train one configuration on one fold, then validate at full resolution (§6-§8, §7.3)"

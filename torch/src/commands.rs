@@ -111,6 +111,15 @@ pub fn predict(a: PredictArgs) -> Result<()> {
         a.output.display(),
         r["seconds"].as_f64().unwrap_or(0.0)
     );
+    // Issue 14: NaN/inf input voxels are read as 0; say so, per case.
+    for c in r["cases"].as_array().into_iter().flatten() {
+        if let Some(n) = c["non_finite_voxels"].as_u64().filter(|&n| n > 0) {
+            eprintln!(
+                "predict: warning: case {}: {n} NaN/inf voxel(s) were read as 0",
+                c["case"].as_str().unwrap_or("?")
+            );
+        }
+    }
     Ok(())
 }
 

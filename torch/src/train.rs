@@ -235,7 +235,9 @@ fn validate(
         let data = cs.read_data()?;
         let logits = predictor.predict_preprocessed(&data, tta)?;
         let ex = export_prediction(&logits, cs.properties(), plans, cfg, &spec.mode, true)?;
-        let header = nnunet_io::nifti::read_header(&case.images[0].path)?;
+        // Validation outputs are internal artifacts: NIfTI whatever the dataset's format, with
+        // the input's geometry (converted when the input is not NIfTI).
+        let header = nnunet_io::image::read_header(&case.images[0].path)?;
         let seg_path = out.join(format!("{id}.nii.gz"));
         write_segmentation(&seg_path, &ex.segmentation, &header, spec.foreground_labels.len())?;
         if let Some(p) = &ex.probabilities {

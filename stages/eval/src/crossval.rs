@@ -216,6 +216,6 @@ fn ensemble_pair(a: &Path, b: &Path, labels: &Labels, out: &Path) -> Result<()> 
     }
     let mode = SegmentationMode::of_labels(labels);
     let (_, seg) = ensemble_segmentation(&[&pa, &pb], sa[0], [sa[1], sa[2], sa[3]], &mode)?;
-    let header = nnunet_io::nifti::read_header(a)?;
+    let header = nnunet_io::image::read_header(a)?;
     write_segmentation(out, &seg, &header, labels.foreground_labels().len())
 }

@@ -358,8 +358,8 @@ pub fn determine_postprocessing_folder(
 }
 
 /// Applies a decision to every segmentation of `in_dir` ending in `file_ending`, writing
-/// files of the same name to `out_dir` with each input's header (u8 when every value fits,
-/// else i16).
+/// files of the same name to `out_dir` in each input's format and geometry (u8 when every
+/// value fits, else u16).
 pub fn apply_postprocessing_folder(
     in_dir: &Path,
     out_dir: &Path,
@@ -372,11 +372,8 @@ pub fn apply_postprocessing_folder(
         let (seg, header) = read_segmentation(&in_dir.join(n))?;
         let out = apply_postprocessing(&seg, decision);
         let path = out_dir.join(n);
-        if out.data.iter().all(|&v| (0..=255).contains(&v)) {
-            nnunet_io::nifti::write_nifti(&path, &header, &out.map(|v| v as u8))?;
-        } else {
-            nnunet_io::nifti::write_nifti(&path, &header, &out)?;
-        }
+        let wide = !out.data.iter().all(|&v| (0..=255).contains(&v));
+        nnunet_io::image::write_segmentation(&path, &header, &out, wide)?;
         Ok(())
     })?;
     Ok(names.len())

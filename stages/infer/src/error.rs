@@ -16,6 +16,8 @@ pub enum InferError {
     #[error(transparent)]
     Nifti(#[from] nnunet_io::nifti::NiftiError),
     #[error(transparent)]
+    Image(#[from] nnunet_io::image::ImageError),
+    #[error(transparent)]
     Zarr(#[from] nnunet_io::zarr::ZarrError),
     #[error("torch: {0}")]
     Torch(#[from] tch::TchError),

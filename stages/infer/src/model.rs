@@ -84,6 +84,11 @@ impl Model {
         let labels = Labels::from_v2_json(&dj["labels"], dj.get("regions_class_order").filter(|r| !r.is_null()))
             .map_err(|e| invalid(format!("{}: {e}", dataset_json.display())))?;
         let file_ending = dj.get("file_ending").and_then(|v| v.as_str()).unwrap_or(".nii.gz").to_string();
+        // The ending names every output file (`CASE{file_ending}`): only the supported image
+        // endings, never a path (a hostile bundle's "/../x" would write elsewhere).
+        let reader = dj.get("overwrite_image_reader_writer").and_then(|v| v.as_str());
+        nnunet_io::image::check_reader(&file_ending, reader)
+            .map_err(|e| invalid(format!("{}: {e}", dataset_json.display())))?;
         let num_channels = dj
             .get("channel_names")
             .or_else(|| dj.get("modality"))
@@ -240,15 +245,17 @@ pub struct PredictOptions {
     pub fp16_accumulation: bool,
 }
 
-/// Seconds spent on one case.
+/// Seconds spent on one case, and the NaN/inf input voxels that were read as 0.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct CaseTiming {
     pub case: String,
     pub seconds: f64,
+    pub non_finite_voxels: usize,
 }
 
-/// Segments `cases` with `model` into `out` (`CASE.nii.gz`, the input image's geometry; with
-/// `save_probabilities` also `CASE.probs.zarr`). Cases are written atomically, one by one.
+/// Segments `cases` with `model` into `out` (`CASE{file_ending}`, the input image's format and
+/// geometry; with `save_probabilities` also `CASE.probs.zarr`). Cases are written atomically,
+/// one by one.
 ///
 /// Long (~100 lines): the per-case sequence (cascade order, members, pair average,
 /// post-processing, writes) reads as nnU-Net's `predict_from_files`; being reworked with the
@@ -343,6 +350,7 @@ pub fn predict_cases(
                 seg = apply_postprocessing(&seg, pp);
             }
         }
+        // Atomic (temporary file + rename per file, data file before header).
         let name = format!("{}{}", case.id, model.file_ending);
         nnunet_io::fsio::write_with(&out.join(&name), Some(&model.file_ending), |tmp| -> Result<()> {
             Ok(write_segmentation(tmp, &seg, &last.header, spec.foreground_labels.len())?)
@@ -354,7 +362,11 @@ pub fn predict_cases(
                 crate::export::write_probabilities(&dir, p, json!({"case": case.id}))?;
             }
         }
-        timings.push(CaseTiming { case: case.id.clone(), seconds: t0.elapsed().as_secs_f64() });
+        timings.push(CaseTiming {
+            case: case.id.clone(),
+            seconds: t0.elapsed().as_secs_f64(),
+            non_finite_voxels: images.non_finite,
+        });
     }
     progress(n, n, "done");
     Ok(timings)

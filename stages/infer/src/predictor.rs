@@ -9,8 +9,8 @@ use crate::sliding_window::{predict_sliding_window, SlidingWindowOptions};
 use nnunet_eval::postprocess::{apply_postprocessing, PostprocessingDecision};
 use nnunet_eval::segmentation::SegmentationMode;
 use nnunet_io::dataset::CaseImages;
+use nnunet_io::image::ImageHeader;
 use nnunet_io::labels::Labels;
-use nnunet_io::nifti::NiftiHeader;
 use nnunet_io::volume::numel;
 use nnunet_io::Volume;
 use nnunet_prep::plans::{Plans, ResolvedConfiguration};
@@ -76,8 +76,8 @@ pub struct CaseTimings {
 pub struct CasePrediction {
     pub segmentation: Volume<i16>,
     pub probabilities: Option<Probabilities>,
-    /// The input image's header (write outputs with it).
-    pub header: NiftiHeader,
+    /// The input image's header (write outputs in its format and geometry).
+    pub header: ImageHeader,
     pub properties: CaseProperties,
     pub timings: CaseTimings,
 }

@@ -43,7 +43,8 @@ fn input_image(dir: &std::path::Path) -> (CaseImages, NiftiHeader) {
     let images = CaseImages {
         channels: img.to_f32_channels().unwrap(),
         spacing: nnunet_spacing(&img.header),
-        header: header.clone(),
+        header: nnunet_io::image::ImageHeader::of_nifti(&img.header),
+        non_finite: 0,
     };
     (images, header)
 }

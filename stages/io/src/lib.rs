@@ -2,6 +2,8 @@
 //!
 //! - [`volume`]: `Volume<T>`, the dense 3D array every stage passes around (axis order z, y, x).
 //! - [`nifti`]: NIfTI-1/2 reader and writer (`.nii`, `.nii.gz`, either byte order).
+//! - [`image`]: every format behind one seam (NIfTI, MetaImage, NRRD, PNG/BMP, 2D/3D TIFF):
+//!   ITK geometry, reading, writing segmentations in the input's format.
 //! - [`dataset`]: nnU-Net v2 raw and MSD dataset folders (cases, channels, labels).
 //! - [`labels`]: the `labels` dictionary: plain labels, regions, ignore label.
 //! - [`verify`]: nnU-Net's dataset integrity check, one problem per issue.
@@ -17,6 +19,7 @@
 
 pub mod dataset;
 pub mod fsio;
+pub mod image;
 pub mod labels;
 pub mod nifti;
 pub mod pickle;

@@ -81,6 +81,9 @@ pub struct CaseFingerprint {
     pub relative_size_after_crop: f64,
     /// Per channel: intensities of the foreground voxels (label > 0 after cropping).
     pub fg_values: Vec<ValueCounts>,
+    /// NaN/inf image voxels that were read as 0 (set by the caller that read the case).
+    #[serde(default)]
+    pub non_finite_voxels: u64,
 }
 
 impl CaseFingerprint {
@@ -102,6 +105,7 @@ impl CaseFingerprint {
             shape_after_crop: cropped.shape_after,
             relative_size_after_crop: rel,
             fg_values,
+            non_finite_voxels: 0,
         })
     }
 }
@@ -308,6 +312,7 @@ pub fn case_table(ids: &[String], fps: &[CaseFingerprint]) -> nnunet_io::table::
         .with("shape_after_crop_1", col(&|c| c.shape_after_crop[1] as f64))
         .with("shape_after_crop_2", col(&|c| c.shape_after_crop[2] as f64))
         .with("relative_size_after_crop", col(&|c| c.relative_size_after_crop))
+        .with("non_finite_voxels", Column::I64(fps.iter().map(|c| c.non_finite_voxels as i64).collect()))
 }
 
 #[cfg(test)]

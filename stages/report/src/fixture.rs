@@ -10,7 +10,7 @@ use nnunet_eval::folder::evaluate_pair;
 use nnunet_eval::postprocess::{determine_postprocessing, CasePair};
 use nnunet_eval::summary::{CaseResult, Summary};
 use nnunet_io::dataset::{open_dataset, Dataset};
-use nnunet_io::nifti::{write_nifti, NiftiHeader};
+use nnunet_io::image::ImageHeader;
 use nnunet_io::rng::Rng;
 use nnunet_io::synth::{generate, SynthOptions};
 use nnunet_io::table::{Column, Table};
@@ -116,8 +116,8 @@ fn perturb(reference: &Volume<i16>, axis: usize, blob: bool) -> Volume<i16> {
     out
 }
 
-fn write_seg(path: &Path, header: &NiftiHeader, seg: &Volume<i16>) -> R<()> {
-    write_nifti(path, header, &seg.map(|v| v as u8)).map_err(e("nifti"))
+fn write_seg(path: &Path, header: &ImageHeader, seg: &Volume<i16>) -> R<()> {
+    nnunet_io::image::write_segmentation(path, header, seg, false).map_err(e("image"))
 }
 
 fn epoch_log(seed: u64, epochs: usize, nan_at: Option<usize>) -> Table {
