@@ -61,6 +61,9 @@ pub struct TrainOptions {
     pub torch_threads: usize,
     /// Memory budget for keeping decoded store cases in memory (0: always partial reads).
     pub case_cache_bytes: usize,
+    /// Cascade stage: foreground labels the previous stage's segmentation (read from the
+    /// cases, [`crate::sampler::CascadeCase`]) is one-hot encoded over as extra input channels.
+    pub cascade_labels: Vec<i16>,
 }
 
 impl Default for TrainOptions {
@@ -87,6 +90,7 @@ impl Default for TrainOptions {
             mixed_precision: true,
             torch_threads: 1,
             case_cache_bytes: DEFAULT_CASE_CACHE_BYTES,
+            cascade_labels: Vec::new(),
         }
     }
 }
@@ -276,7 +280,10 @@ pub fn train_fold_sources<E: std::fmt::Display, F: FnMut(&[EpochRecord]) -> std:
     }
 
     // Data.
-    let aug = AugmentConfig::from_configuration(cfg, opts.augment, opts.net.deep_supervision);
+    let aug = AugmentConfig::from_configuration(cfg, opts.augment, opts.net.deep_supervision)
+        .with_cascade(opts.cascade_labels.clone());
+    // The network also sees the one-hot previous-stage channels of a cascade stage.
+    let in_channels = aug.network_channels(in_channels);
     let bs = opts.batch_size.unwrap_or(cfg.batch_size).max(1);
     let sampler = |a: &AugmentConfig| PatchSampler {
         batch_size: bs,
