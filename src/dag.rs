@@ -196,7 +196,13 @@ pub fn build(spec: &PipelineSpec, ds: &Dataset) -> Result<Dag> {
         let sspec = &spec.stages[si];
         let kind = stages[si].kind;
         let params = resolve_params(&file, spec, si)?;
-        let items = expand_items(&file, spec, si, kind)?;
+        let mut items: Vec<BTreeMap<String, Value>> = Vec::new();
+        for it in expand_items(&file, spec, si, kind)? {
+            let c = kind.canonical_item(&it);
+            if !items.contains(&c) {
+                items.push(c);
+            }
+        }
         let mut ids = Vec::new();
         for coords in items {
             let cvec: Vec<(String, String)> = coords.iter().map(|(k, v)| (k.clone(), value_str(v))).collect();
@@ -238,8 +244,9 @@ pub fn build(spec: &PipelineSpec, ds: &Dataset) -> Result<Dag> {
                 let t = &stages[*ti];
                 let view = units[u].view();
                 let reads = kind.reads(req, &view);
+                let mine = kind.upstream_coords(req, &view);
                 let matching: Vec<usize> =
-                    t.units.iter().copied().filter(|&tu| coords_agree(&units[tu].coords, &units[u].coords)).collect();
+                    t.units.iter().copied().filter(|&tu| coords_agree(&units[tu].coords, &mine)).collect();
                 let per_case = matches!(t.kind.fanout(), Fanout::PerCase { .. });
                 let chosen: Vec<usize> = if !per_case {
                     matching
@@ -260,14 +267,45 @@ pub fn build(spec: &PipelineSpec, ds: &Dataset) -> Result<Dag> {
                 }
                 deps.extend(chosen.into_iter().map(|unit| Dep { unit, reads: reads.clone() }));
             }
+            // Units of the same stage it reads (a cascade stage reads its previous stage).
+            for &o in &ids {
+                if o != u {
+                    if let Some(reads) = kind.reads_sibling(&units[u].view(), &units[o].view()) {
+                        deps.push(Dep { unit: o, reads });
+                    }
+                }
+            }
             let raw = kind.raw_inputs(&units[u].view(), ds);
             units[u].deps.extend(deps);
             units[u].raw = raw;
         }
-        stages[si].units = ids;
+        stages[si].units = order_within_stage(&units, ids)?;
     }
     let _ = by_id;
     Ok(Dag { stages, units, order })
+}
+
+/// A stage's units with every unit after the units of the same stage it reads (stable
+/// otherwise), so that evaluation, local scheduling and Slurm submission in stage order see
+/// dependencies first.
+fn order_within_stage(units: &[Unit], ids: Vec<usize>) -> Result<Vec<usize>> {
+    let mut placed = vec![false; units.len()];
+    let mut out: Vec<usize> = Vec::with_capacity(ids.len());
+    let mut left = ids;
+    while !left.is_empty() {
+        let (ready, rest): (Vec<usize>, Vec<usize>) = left
+            .iter()
+            .partition(|&&u| units[u].deps.iter().all(|d| units[d.unit].stage != units[u].stage || placed[d.unit]));
+        if ready.is_empty() {
+            bail!("the units of stage '{}' read each other in a cycle", units[rest[0]].id.stage);
+        }
+        for &u in &ready {
+            placed[u] = true;
+        }
+        out.extend(ready);
+        left = rest;
+    }
+    Ok(out)
 }
 
 fn coords_agree(a: &BTreeMap<String, Value>, b: &BTreeMap<String, Value>) -> bool {

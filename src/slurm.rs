@@ -136,7 +136,9 @@ pub fn submit(session: &Session, until: Option<&str>, exe: &Path) -> Result<Subm
     let mut job_of_unit: HashMap<usize, String> = HashMap::new();
     for &si in &dag.order {
         let st = &dag.stages[si];
-        let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        // Groups in the stage's unit order (units reading a sibling come after it), so a job's
+        // `afterok` dependencies are always submitted before it.
+        let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
         for &u in &st.units {
             if !stale[u] {
                 continue;
@@ -147,7 +149,10 @@ pub fn submit(session: &Session, until: Option<&str>, exe: &Path) -> Result<Subm
             } else {
                 unit.id.to_string()
             };
-            groups.entry(g).or_default().push(u);
+            match groups.iter_mut().find(|(k, _)| *k == g) {
+                Some((_, v)) => v.push(u),
+                None => groups.push((g, vec![u])),
+            }
         }
         for (_, units) in groups {
             let first = &dag.units[units[0]];

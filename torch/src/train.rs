@@ -125,7 +125,9 @@ fn previous_stage_segmentations(
     let missing: Vec<&str> = ids.iter().filter(|id| !found.contains_key(*id)).map(|s| s.as_str()).collect();
     if !missing.is_empty() {
         bail!(
-            "{cfg_name} trains on the cross-validation predictions of {prev}, but {} of {} case(s) have none              (e.g. {}; {folds} {prev} fold(s) were read): train {prev} on every fold, with validation on,              in the same stage (list {prev} before {cfg_name} in its configurations)",
+            "{cfg_name} trains on the cross-validation predictions of {prev}, but {} of {} case(s) have none \
+             (e.g. {}; {folds} {prev} fold(s) were read): train {prev} on every fold, with validation on, \
+             in the same stage (list {prev} with {cfg_name} in its configurations)",
             missing.len(),
             ids.len(),
             missing.iter().take(3).copied().collect::<Vec<_>>().join(", ")
