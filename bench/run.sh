@@ -147,6 +147,19 @@ echo "bench: plans with 3d_lowres (scripts/parity-lowres.sh)"
 BENCH_ROWS="$rows" bash scripts/parity-lowres.sh > "$out/parity-lowres.log" 2>&1 || echo "bench: lowres plans parity FAILED (see bench/out/parity-lowres.log)"
 tail -1 "$out/parity-lowres.log"
 
+# --- predicting with a model folder nnU-Net trained itself (issue 16): same model, same cases ---
+echo "bench: nnU-Net model folder"
+mf="$nnUNet_results/Dataset004_Hippocampus/nnUNetTrainer_Tiny__nnUNetPlans__3d_fullres"
+[ -f "$mf/fold_0/checkpoint_final.pth" ] || timed "$out/peer-tiny-train.log" nnUNetv2_train 4 3d_fullres 0 -tr nnUNetTrainer_Tiny -device cpu > /dev/null
+mf_in="$out/modelfolder-cases"; discard "$mf_in" "$out/mf-ours" "$out/mf-peer"; mkdir -p "$mf_in"
+ls "$nnUNet_raw/Dataset004_Hippocampus/imagesTr" | tail -5 | while read -r f; do ln -s "$nnUNet_raw/Dataset004_Hippocampus/imagesTr/$f" "$mf_in/$f"; done
+read -r our_mf_s our_mf_kb < <(timed "$out/ours-modelfolder.log" "$bin" predict -i "$mf_in" -o "$out/mf-ours" --model "$mf" --folds 0 --save-probabilities --fp16-accumulation --device cpu)
+read -r peer_mf_s peer_mf_kb < <(timed "$out/peer-modelfolder.log" nnUNetv2_predict_from_modelfolder -i "$mf_in" -o "$out/mf-peer" -m "$mf" -f 0 -chk checkpoint_final.pth --save_probabilities -device cpu -npp 1 -nps 1)
+mf_agree=$( (python3 scripts/compare_nnunet_predictions.py "$out/mf-ours" "$out/mf-peer" --json || true) | python3 -c 'import json,sys; s=json.load(sys.stdin)["summary"]; print("%.3f%% / %.1e / %s" % (s["min_agreement_pct"], s["max_prob_diff"], "same geometry" if s["all_same_geometry"] else "GEOMETRY DIFFERS"))')
+row "predict 5 cases with an nnU-Net 3d_fullres model folder (fold 0, 8 mirrors, probabilities), wall s" "$our_mf_s" "$peer_mf_s" "$(ratio "$peer_mf_s" "$our_mf_s") faster"
+row "  same, peak RSS, MB" "$((our_mf_kb / 1024))" "$((peer_mf_kb / 1024))" "$(ratio "$peer_mf_kb" "$our_mf_kb") less"
+row "  agreement with nnU-Net: min % voxels / max abs prob difference" "$mf_agree" "" "target >= 99.9% / <= 1e-3"
+
 # --- equal-budget training, 2d fold 0 (CPUBudget: 20 x 50 iterations, batch 32) ---
 if [ "${BENCH_TRAIN:-0}" = 1 ]; then
   echo "bench: equal-budget training (ours, cold cache)"

@@ -30,6 +30,9 @@ pub struct PipelineArgs {
     /// Override a value: STAGE.PARAM=V, NAME=V (global param), device=V; `a,b` sweeps.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+    /// Only this entry of the pipeline's `variants:`.
+    #[arg(long = "variant", value_name = "NAME")]
+    pub variant: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -54,8 +57,10 @@ pub enum Command {
     Predict(PredictArgs),
     /// Write a self-contained model bundle from a run.
     Export(ExportArgs),
-    /// Write an HTML + Markdown report of a run.
+    /// Write an HTML + Markdown report of a run, or the comparison page of a sweep folder.
     Report(ReportArgs),
+    /// Compare run folders on one page (the first is the baseline).
+    Compare(CompareArgs),
     /// Benchmarks (printed figures; compare with the peer through bench/run.sh).
     Bench(BenchArgs),
     /// Cancel the cluster jobs a run submitted.
@@ -171,6 +176,9 @@ pub struct SynthArgs {
     /// Relative per-case jitter of the spacing (0 = every case has exactly `--spacing`).
     #[arg(long, default_value_t = 0.05)]
     pub spacing_jitter: f64,
+    /// Lesion (even label) size relative to the default: radii 0.35-0.5 of the organ's x SCALE.
+    #[arg(long, default_value_t = 1.0)]
+    pub lesion_scale: f64,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Dataset name written to dataset.json.
@@ -219,12 +227,27 @@ pub struct PredictArgs {
     /// A run folder (runs/NAME) to take the chosen model from.
     #[arg(long, conflicts_with = "model")]
     pub run: Option<PathBuf>,
-    /// A model bundle written by `pipeline export`.
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    /// Folds to use (default: all in the model).
+    /// A model bundle written by `pipeline export`, or an nnU-Net v2 model folder
+    /// (`Trainer__Plans__Configuration/`, or a results folder with `inference_information.json`).
+    /// Two nnU-Net model folders: an ensemble (probabilities averaged).
+    #[arg(long, num_args = 1..=2)]
+    pub model: Vec<PathBuf>,
+    /// Folds to use (default: all in the model), e.g. 0,1 or all.
     #[arg(long, value_delimiter = ',')]
-    pub folds: Vec<usize>,
+    pub folds: Vec<String>,
+    /// nnU-Net model folders: which checkpoint of each fold, final or best.
+    #[arg(long, default_value = "final")]
+    pub checkpoint: String,
+    /// Sliding-window step as a fraction of the patch size (nnU-Net's -step_size).
+    #[arg(long, default_value_t = 0.5)]
+    pub step_size: f64,
+    /// Accumulate tiles in f16 as nnU-Net does (default f32, more exact); for parity checks.
+    #[arg(long)]
+    pub fp16_accumulation: bool,
+    /// Post-processing to apply: nnU-Net's postprocessing.pkl or our postprocessing.json
+    /// (default: the model's own, if any).
+    #[arg(long)]
+    pub postprocessing: Option<PathBuf>,
     /// Disable mirroring test-time augmentation.
     #[arg(long)]
     pub no_tta: bool,
@@ -274,18 +297,37 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 pub struct ExportArgs {
     /// Run folder (default: the run of ./pipeline.yaml).
     pub run: Option<PathBuf>,
-    /// Output bundle (.tar).
+    /// Output: a bundle (.tar); with `--format nnunet` an nnU-Net v2 model folder (for an
+    /// ensemble: a results folder with one model folder per member and
+    /// `inference_information.json`).
     #[arg(short = 'o', long)]
     pub output: PathBuf,
+    /// bundle (our .tar) or nnunet (model folders nnUNetv2_predict reads).
+    #[arg(long, default_value = "bundle", value_parser = ["bundle", "nnunet"])]
+    pub format: String,
 }
 
 #[derive(Args, Debug)]
 pub struct ReportArgs {
-    /// Run folder (default: the run of ./pipeline.yaml).
+    /// Run folder, or a sweep folder (with sweep.json) for the comparison of its variants
+    /// (default: the run of ./pipeline.yaml).
     pub run: Option<PathBuf>,
     /// Output folder for report.html / report.md (default: RUN/report).
     #[arg(short = 'o', long)]
     pub output: Option<PathBuf>,
+    /// Print the report's summary as JSON (what it found, what is missing, unreadable files).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// Run folders; the first is the baseline.
+    #[arg(required = true, num_args = 2..)]
+    pub runs: Vec<PathBuf>,
+    /// Output folder for report.html / report.md / comparison.json.
+    #[arg(short = 'o', long)]
+    pub output: PathBuf,
 }
 
 #[derive(Args, Debug)]

@@ -122,6 +122,12 @@ pub trait StageKind: Send + Sync {
     fn torch(&self) -> bool {
         false
     }
+    /// Checks the raw inputs of the units about to be built (`cases`: their cases, for a
+    /// per-case kind) before anything of the run is written; e.g. `fingerprint` verifies the
+    /// dataset. Called once per kind per run, for units whose keys are known at the start.
+    fn preflight(&self, _ds: &Dataset, _cases: &[&Case]) -> Result<()> {
+        Ok(())
+    }
     /// Produces the artifact in `ctx.out`.
     fn run(&self, ctx: &RunCtx) -> Result<()>;
 }

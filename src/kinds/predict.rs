@@ -17,10 +17,23 @@ const PARAMS: &[ParamSpec] = &[
         name: "images",
         ty: STR,
         default: "\"imagesTs\"",
+        changes_output: true,
         help: "folder of images to segment, relative to the dataset root",
     },
-    ParamSpec { name: "tta", ty: ParamType::Bool, default: "true", help: "mirroring test-time augmentation" },
-    ParamSpec { name: "save_probabilities", ty: ParamType::Bool, default: "false", help: "also write CASE.probs.zarr" },
+    ParamSpec {
+        name: "tta",
+        ty: ParamType::Bool,
+        default: "true",
+        changes_output: true,
+        help: "mirroring test-time augmentation",
+    },
+    ParamSpec {
+        name: "save_probabilities",
+        ty: ParamType::Bool,
+        default: "false",
+        changes_output: true,
+        help: "also write CASE.probs.zarr",
+    },
 ];
 
 /// A folder named in a param, checked to stay inside the dataset folder.
@@ -42,7 +55,7 @@ pub fn input_cases(ds: &Dataset, images: &str) -> Result<Vec<Case>> {
 
 impl StageKind for Predict {
     fn name(&self) -> &'static str {
-        "predict"
+        super::PREDICT
     }
     fn version(&self) -> u32 {
         1
@@ -54,13 +67,13 @@ impl StageKind for Predict {
         PARAMS
     }
     fn requires(&self) -> &'static [&'static str] {
-        &["postprocess", "ensemble-select", "train-fold", "plan"]
+        &[super::POSTPROCESS, super::ENSEMBLE_SELECT, super::TRAIN_FOLD, super::PLAN]
     }
     fn reads(&self, kind: &str, _unit: &UnitView) -> Reads {
         match kind {
-            "plan" => Reads::Files(vec!["plans.json".into(), "dataset.json".into()]),
-            "postprocess" => Reads::Files(vec!["postprocessing.json".into()]),
-            "ensemble-select" => Reads::Files(vec!["chosen.json".into()]),
+            super::PLAN => Reads::Files(vec!["plans.json".into(), "dataset.json".into()]),
+            super::POSTPROCESS => Reads::Files(vec!["postprocessing.json".into()]),
+            super::ENSEMBLE_SELECT => Reads::Files(vec!["chosen.json".into()]),
             _ => Reads::All,
         }
     }

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use super::read_json;
 use crate::fsutil::link_tree;
 use crate::kind::{Fanout, Reads, Resources, RunCtx, StageKind, UnitView};
-use crate::params::{ParamSpec, NON_NEG};
+use crate::params::{ParamSpec, NON_NEG_INT};
 use nnunet_io::dataset::Dataset;
 use nnunet_io::table::{Column, Table};
 use nnunet_prep::class_locations::ClassSpec;
@@ -27,7 +27,7 @@ pub struct Normalize;
 
 impl StageKind for Normalize {
     fn name(&self) -> &'static str {
-        "normalize"
+        super::NORMALIZE
     }
     fn version(&self) -> u32 {
         // 2: raw (uncompressed) chunks, flat chunk keys
@@ -40,7 +40,7 @@ impl StageKind for Normalize {
         Fanout::PerCase { aggregate: false }
     }
     fn requires(&self) -> &'static [&'static str] {
-        &["plan"]
+        &[super::PLAN]
     }
     fn reads(&self, _kind: &str, _unit: &UnitView) -> Reads {
         Reads::Files(vec!["normalization.json".into()])
@@ -50,7 +50,7 @@ impl StageKind for Normalize {
     }
     fn run(&self, ctx: &RunCtx) -> Result<()> {
         let case = ctx.case()?;
-        let plans: Plans = read_json(&ctx.input("plan")?.join("normalization.json"))?;
+        let plans: Plans = read_json(&ctx.input(super::PLAN)?.join("normalization.json"))?;
         let images = case.read_images().with_context(|| format!("case {}", case.id))?;
         let (label, _) = case.read_label().with_context(|| format!("case {}", case.id))?;
         let n = normalize_case(images.channels, Some(label), images.spacing, &plans)
@@ -64,14 +64,15 @@ pub struct Resample;
 
 const RESAMPLE_PARAMS: &[ParamSpec] = &[ParamSpec {
     name: "locations_seed",
-    ty: NON_NEG,
+    ty: NON_NEG_INT,
     default: "1234",
+    changes_output: true,
     help: "seed of the class-location sampling for foreground oversampling (nnU-Net: 1234)",
 }];
 
 impl StageKind for Resample {
     fn name(&self) -> &'static str {
-        "resample"
+        super::RESAMPLE
     }
     fn version(&self) -> u32 {
         // 2: flat chunk keys, one chunk per array for small cases
@@ -100,11 +101,11 @@ impl StageKind for Resample {
         c
     }
     fn requires(&self) -> &'static [&'static str] {
-        &["plan", "normalize"]
+        &[super::PLAN, super::NORMALIZE]
     }
     fn reads(&self, kind: &str, unit: &UnitView) -> Reads {
         match kind {
-            "plan" => Reads::Files(vec![
+            super::PLAN => Reads::Files(vec![
                 format!("preprocess_{}.json", unit.coord_str("configuration").unwrap_or_default()),
                 "labels.json".into(),
             ]),
@@ -116,15 +117,15 @@ impl StageKind for Resample {
     }
     fn run(&self, ctx: &RunCtx) -> Result<()> {
         let cfg_name = ctx.coord("configuration")?;
-        let plans: Plans = read_json(&ctx.input("plan")?.join(format!("preprocess_{cfg_name}.json")))
+        let plans: Plans = read_json(&ctx.input(super::PLAN)?.join(format!("preprocess_{cfg_name}.json")))
             .with_context(|| format!("the plan has no configuration '{cfg_name}' to preprocess"))?;
         let cfg = plans.configuration(&cfg_name)?;
         match ctx.case {
             Some(case) => {
-                let n = store::read_normalized(ctx.input("normalize")?)
+                let n = store::read_normalized(ctx.input(super::NORMALIZE)?)
                     .with_context(|| format!("reading the normalized case {}", case.id))?;
                 let seed = ctx.param_i64("locations_seed")? as u64;
-                let labels = super::plan::read_labels(ctx.input("plan")?)?;
+                let labels = super::plan::read_labels(ctx.input(super::PLAN)?)?;
                 let opts = ResampleCaseOptions { classes: class_spec(&labels), ..Default::default() };
                 let p = resample_case_with(&n, &cfg, &plans, &opts, seed)
                     .with_context(|| format!("resampling case {} for {cfg_name}", case.id))?;

@@ -28,8 +28,19 @@ pub fn predict(a: PredictArgs) -> Result<()> {
     let t0 = std::time::Instant::now();
     // A bundle is extracted next to the output, verified, and removed afterwards.
     let mut extracted: Option<PathBuf> = None;
-    let model = match (&a.model, &a.run) {
-        (Some(bundle), _) => {
+    let folds: Vec<String> = a.folds.clone();
+    let model = match (a.model.as_slice(), &a.run) {
+        ([first, ..], _) if nnunet_infer::nnunet_folder::is_nnunet_folder(first) => {
+            let ck = nnunet_infer::nnunet_folder::checkpoint_file(&a.checkpoint)?;
+            nnunet_infer::nnunet_folder::model_from_nnunet(
+                &a.model,
+                &ck,
+                (!folds.is_empty()).then_some(folds.as_slice()),
+                a.postprocessing.clone(),
+            )
+            .with_context(|| format!("nnU-Net model {}", first.display()))
+        }
+        ([bundle], _) => {
             std::fs::create_dir_all(&a.output).with_context(|| format!("cannot create {}", a.output.display()))?;
             let dir = a.output.join(format!(".model-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
@@ -38,11 +49,21 @@ pub fn predict(a: PredictArgs) -> Result<()> {
             extracted = Some(dir);
             Model::from_bundle(&loaded).map_err(anyhow::Error::from)
         }
-        (None, run) => crate::model::from_run(&resolve_run_dir(run.as_deref())?),
+        ([_, _], _) => Err(anyhow!("two --model values must both be nnU-Net model folders (an ensemble)")),
+        (_, run) => crate::model::from_run(&resolve_run_dir(run.as_deref())?),
     };
     let result = (|| -> Result<serde_json::Value> {
         let mut model = model?;
-        model.restrict_folds(&a.folds.iter().map(|f| f.to_string()).collect::<Vec<_>>())?;
+        model.restrict_folds(&folds)?;
+        if let Some(pp) = &a.postprocessing {
+            let d = nnunet_eval::postprocess::PostprocessingDecision::read(pp)
+                .with_context(|| format!("--postprocessing {}", pp.display()))?;
+            model.postprocessing = Some(d);
+            model.postprocessing_json = Some(pp.clone());
+        }
+        if !(a.step_size > 0.0 && a.step_size <= 1.0) {
+            bail!("--step-size {} must be in (0, 1]", a.step_size);
+        }
         let cases = discover_cases(&a.input, &model.file_ending, model.num_channels)?;
         let opts = PredictOptions {
             tta: !a.no_tta,
@@ -50,6 +71,8 @@ pub fn predict(a: PredictArgs) -> Result<()> {
             save_probabilities: a.save_probabilities,
             postprocessing: !a.no_postprocessing,
             memory: a.memory,
+            tile_step_size: a.step_size,
+            fp16_accumulation: a.fp16_accumulation,
         };
         if !a.json {
             eprintln!(
@@ -92,10 +115,19 @@ pub fn predict(a: PredictArgs) -> Result<()> {
     Ok(())
 }
 
-/// `pipeline export [RUN] -o BUNDLE.tar`.
+/// `pipeline export [RUN] -o BUNDLE.tar` (or `--format nnunet -o DIR`).
 pub fn export(a: ExportArgs) -> Result<()> {
     let run = resolve_run_dir(a.run.as_deref())?;
     let model = crate::model::from_run(&run)?;
+    if a.format == "nnunet" {
+        let folders = crate::export_nnunet::export(&model, &a.output)
+            .with_context(|| format!("exporting {} as nnU-Net model folder(s)", a.output.display()))?;
+        for f in &folders {
+            eprintln!("export: nnU-Net model folder {}", f.display());
+        }
+        eprintln!("export: {} (nnUNetv2_predict_from_modelfolder -m FOLDER reads it)", model.describe());
+        return Ok(());
+    }
     // The members and, for a cascade, the stages they build on.
     let mut needed: Vec<String> = model.members.clone();
     for m in &model.members {
@@ -155,7 +187,7 @@ fn run_unit(run: &Path, kind: &str, cfg: Option<&str>) -> Result<Option<PathBuf>
 
 /// The plans of a run and the plan stage's folder.
 fn run_plan(run: &Path) -> Result<(nnunet_prep::plans::Plans, PathBuf)> {
-    let plan = run_unit(run, "plan", None)?.ok_or_else(|| anyhow!("run {} has no plan stage", run.display()))?;
+    let plan = run_unit(run, engine::kinds::PLAN, None)?.ok_or_else(|| anyhow!("run {} has no plan stage", run.display()))?;
     let plans: nnunet_prep::plans::Plans = engine::kinds::read_json(&plan.join("plans.json"))?;
     Ok((plans, plan))
 }
@@ -165,7 +197,7 @@ fn run_plan(run: &Path) -> Result<(nnunet_prep::plans::Plans, PathBuf)> {
 fn run_store(run: &Path, cfg: &str) -> Result<(PathBuf, nnunet_prep::plans::Plans, PathBuf)> {
     let (plans, plan) = run_plan(run)?;
     let cfg_res = plans.configuration(cfg)?;
-    let store = run_unit(run, "resample", Some(cfg))?
+    let store = run_unit(run, engine::kinds::RESAMPLE, Some(cfg))?
         .ok_or_else(|| anyhow!("run {} has no resample output for {cfg}", run.display()))?
         .join(format!("{}.zarr", cfg_res.data_identifier));
     Ok((store, plans, plan))

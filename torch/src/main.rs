@@ -6,6 +6,7 @@
 
 mod commands;
 mod device;
+mod export_nnunet;
 mod model;
 mod predict;
 mod train;
@@ -19,8 +20,8 @@ struct Torch;
 impl engine::torch::TorchUnits for Torch {
     fn run(&self, kind: &str, ctx: &RunCtx) -> Result<()> {
         match kind {
-            "train-fold" => train::run(ctx),
-            "predict" => predict::run(ctx),
+            engine::kinds::TRAIN_FOLD => train::run(ctx),
+            engine::kinds::PREDICT => predict::run(ctx),
             other => bail!("internal: {other} is not a libtorch kind"),
         }
     }

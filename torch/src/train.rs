@@ -15,14 +15,14 @@ use nnunet_prep::plans::{Plans, ResolvedConfiguration};
 
 /// Trains, validates, and leaves the fold's artifact in `ctx.out`.
 pub fn run(ctx: &RunCtx) -> Result<()> {
-    let plan_dir = ctx.input("plan")?;
+    let plan_dir = ctx.input(engine::kinds::PLAN)?;
     let plans: Plans = read_json(&plan_dir.join("plans.json"))?;
     let cfg_name = ctx.coord("configuration")?;
     let cfg = plans.configuration(&cfg_name).with_context(|| format!("configuration {cfg_name}"))?;
     let labels = engine::kinds::plan::read_labels(plan_dir)?;
     let fold = ctx.coord("fold")?;
     let (train_ids, val_ids) = fold_cases(&plan_dir.join("splits_final.json"), &fold)?;
-    let store = ctx.input("resample")?.join(format!("{}.zarr", cfg.data_identifier));
+    let store = ctx.input(engine::kinds::RESAMPLE)?.join(format!("{}.zarr", cfg.data_identifier));
     let device = crate::device::parse_device(&ctx.env.device)?;
     let mut opts = train_options(ctx, device)?;
     // A cascade stage trains on the previous stage's cross-validation predictions of every case
@@ -63,30 +63,29 @@ pub fn run(ctx: &RunCtx) -> Result<()> {
         epoch_table(records).write_parquet(&log_path)?;
         Ok(!ctx.cancelled())
     };
-    let outcome = match &prev_segs {
-        None => nnunet_net::trainer::train_fold(
-            &opts,
-            &plans,
-            &cfg,
-            &labels,
-            &store,
-            &train_ids,
-            &val_ids,
-            &ctx.out,
-            &mut on_epoch,
-        ),
-        Some(segs) => {
-            let cache = (opts.case_cache_bytes > 0).then(|| nnunet_net::sampler::CaseCache::new(opts.case_cache_bytes));
-            let train = cascade_cases(&store, &train_ids, segs, cache.clone())?;
-            let val = cascade_cases(&store, &val_ids, segs, cache)?;
-            let mode = nnunet_net::loss::LabelMode::from_labels(&labels);
-            let names = nnunet_net::trainer::class_names(&labels, &mode);
-            nnunet_net::trainer::train_fold_sources(&opts, &cfg, mode, names, train, val, &ctx.out, &mut on_epoch)
-        }
+    let mut cases =
+        nnunet_net::trainer::FoldCases::from_store(&store, &labels, &train_ids, &val_ids, opts.case_cache_bytes)
+            .with_context(|| format!("opening the preprocessed cases of fold {fold}"))?;
+    if let Some(segs) = &prev_segs {
+        // The cascade: each case carries the previous stage's segmentation as extra channels.
+        cases.train = cascade_cases(std::mem::take(&mut cases.train), segs)?;
+        cases.val = cascade_cases(std::mem::take(&mut cases.val), segs)?;
     }
-    .with_context(|| format!("training {cfg_name} fold {fold}"))?;
+    let outcome = nnunet_net::trainer::train_fold(&opts, &cfg, cases, &ctx.out, &mut on_epoch)
+        .with_context(|| format!("training {cfg_name} fold {fold}"))?;
     ctx.check_cancel()?;
     write_json(&ctx.out.join("training.json"), &outcome)?;
+    if let Some(p) = &opts.pretrained {
+        let report = p.report.lock().map(|r| r.clone()).unwrap_or(None);
+        write_json(
+            &ctx.out.join("pretrained.json"),
+            &json!({
+                "source": p.source,
+                "loaded": report.as_ref().map(|r| r.loaded),
+                "fresh": report.as_ref().map(|r| r.skipped.iter().map(|(n, why)| json!({"name": n, "why": why})).collect::<Vec<_>>()),
+            }),
+        )?;
+    }
 
     if ctx.param_bool("validate")? {
         validate(ctx, &plans, &cfg, &labels, &store, &val_ids, device, prev_segs.as_ref())?;
@@ -138,16 +137,15 @@ fn previous_stage_segmentations(
 
 /// Store cases of a cascade stage: each with its previous-stage segmentation.
 fn cascade_cases(
-    store: &Path,
-    ids: &[String],
+    cases: Vec<std::sync::Arc<dyn nnunet_net::sampler::PatchSource>>,
     segs: &std::collections::BTreeMap<String, std::path::PathBuf>,
-    cache: Option<std::sync::Arc<nnunet_net::sampler::CaseCache>>,
 ) -> Result<Vec<std::sync::Arc<dyn nnunet_net::sampler::PatchSource>>> {
-    let cases = nnunet_net::sampler::open_store_cases(store, ids, cache)?;
     cases
         .into_iter()
         .map(|c| {
-            let p = &segs[c.id()];
+            let p = segs
+                .get(c.id())
+                .ok_or_else(|| anyhow!("case {} has no previous-stage segmentation", c.id()))?;
             let prev = nnunet_infer::export::read_label_array(p)
                 .with_context(|| format!("previous-stage segmentation {}", p.display()))?;
             let cc = nnunet_net::sampler::CascadeCase::new(c, prev)?;
@@ -216,7 +214,41 @@ fn train_options(ctx: &RunCtx, device: tch::Device) -> Result<nnunet_net::traine
     o.mixed_precision = ctx.param_bool("mixed_precision")?;
     o.device = device;
     o.torch_threads = ctx.env.cpus.max(1);
+    if let Some(p) = engine::kinds::train::pretrained_path(&ctx.params) {
+        let cfg = ctx.coord("configuration")?;
+        let fold = ctx.coord("fold")?;
+        let w = read_pretrained(&p, &cfg, &fold).with_context(|| format!("pretrained weights {}", p.display()))?;
+        o.pretrained = Some(std::sync::Arc::new(nnunet_net::nnunet_checkpoint::Pretrained::new(p, w)));
+    }
     Ok(o)
+}
+
+/// The weights of `pretrained`: an nnU-Net `.pth`, one of our checkpoint folders, or a bundle
+/// (its configuration `cfg`, else its only one; its fold `fold`, else its first).
+fn read_pretrained(path: &Path, cfg: &str, fold: &str) -> Result<nnunet_net::nnunet_checkpoint::Weights> {
+    use nnunet_net::nnunet_checkpoint::{read_checkpoint, read_safetensors};
+    if path.is_dir() {
+        return Ok(read_safetensors(&path.join(nnunet_net::checkpoint::WEIGHTS))?);
+    }
+    if !path.is_file() {
+        bail!("no such file or folder");
+    }
+    if path.extension().is_some_and(|e| e == "tar") {
+        let tmp = tempfile::tempdir()?;
+        let b = nnunet_infer::bundle::load_bundle(path, &tmp.path().join("bundle"))?;
+        let cs = &b.manifest.configurations;
+        let c =
+            cs.iter().find(|c| c.name == cfg).or(if cs.len() == 1 { cs.first() } else { None }).ok_or_else(|| {
+                anyhow!(
+                    "the bundle has no configuration {cfg} (it has {})",
+                    cs.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+                )
+            })?;
+        let f = c.folds.iter().find(|f| f.as_str() == fold).or(c.folds.first()).ok_or_else(|| anyhow!("no folds"))?;
+        let dir = b.root.join(nnunet_infer::bundle::fold_path(&c.name, f));
+        return Ok(read_safetensors(&dir.join(nnunet_net::checkpoint::WEIGHTS))?);
+    }
+    Ok(read_checkpoint(path)?.1)
 }
 
 /// Per-epoch rows for `log.parquet`.

@@ -143,13 +143,5 @@ pub fn evaluate_folder_with(
 
 /// Writes bytes to `path` through a temporary sibling file and a rename.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
-    let io = |source| EvalError::Io { path: path.to_path_buf(), source };
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(e)
-    })
+    nnunet_io::fsio::write_atomic(path, bytes).map_err(|source| EvalError::Io { path: path.to_path_buf(), source })
 }

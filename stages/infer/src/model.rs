@@ -26,11 +26,28 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     serde_json::from_str(&text).map_err(|e| invalid(format!("{}: {e}", path.display())))
 }
 
-/// One trained configuration: its fold checkpoint folders, `(fold, folder)`.
+/// One trained configuration: its fold checkpoints, `(fold, folder or .pth file)`.
 #[derive(Clone, Debug)]
 pub struct ModelConfiguration {
     pub name: String,
     pub folds: Vec<(String, PathBuf)>,
+    /// Plans of its own (an nnU-Net model folder among others) and the configuration's name
+    /// in them; `None`: the model's plans, configuration `name`.
+    pub source: Option<Box<ConfigurationSource>>,
+}
+
+/// Where a member's configuration is defined when it is not the model's plans.
+#[derive(Clone, Debug)]
+pub struct ConfigurationSource {
+    pub plans: Plans,
+    pub configuration: String,
+}
+
+impl ModelConfiguration {
+    /// A configuration of the model's plans.
+    pub fn new(name: impl Into<String>, folds: Vec<(String, PathBuf)>) -> ModelConfiguration {
+        ModelConfiguration { name: name.into(), folds, source: None }
+    }
 }
 
 /// Everything needed to segment new images.
@@ -80,17 +97,7 @@ impl Model {
         if members.is_empty() || members.len() > 2 {
             return Err(invalid(format!("a model has one configuration or a pair ensemble, not {}", members.len())));
         }
-        for m in &members {
-            let c = configurations
-                .iter()
-                .find(|c| &c.name == m)
-                .ok_or_else(|| invalid(format!("the chosen configuration {m} has no trained folds")))?;
-            if c.folds.is_empty() {
-                return Err(invalid(format!("the chosen configuration {m} has no trained folds")));
-            }
-            plans.configuration(m).map_err(|e| invalid(format!("configuration {m} of the model: {e}")))?;
-        }
-        Ok(Model {
+        let model = Model {
             plans_json,
             dataset_json,
             postprocessing_json,
@@ -102,7 +109,27 @@ impl Model {
             configurations,
             postprocessing,
             info,
-        })
+        };
+        for m in &model.members {
+            let c = model
+                .configurations
+                .iter()
+                .find(|c| &c.name == m)
+                .ok_or_else(|| invalid(format!("the chosen configuration {m} has no trained folds")))?;
+            if c.folds.is_empty() {
+                return Err(invalid(format!("the chosen configuration {m} has no trained folds")));
+            }
+            model.resolve(m).map_err(|e| invalid(format!("configuration {m} of the model: {e}")))?;
+        }
+        Ok(model)
+    }
+
+    /// The plans and resolved configuration of a configuration of the model.
+    pub fn resolve(&self, name: &str) -> Result<(&Plans, nnunet_prep::plans::ResolvedConfiguration)> {
+        match self.configurations.iter().find(|c| c.name == name).and_then(|c| c.source.as_deref()) {
+            Some(src) => Ok((&src.plans, src.plans.configuration(&src.configuration)?)),
+            None => Ok((&self.plans, self.plans.configuration(name)?)),
+        }
     }
 
     /// The model of an extracted bundle.
@@ -114,6 +141,7 @@ impl Model {
             .map(|c| ModelConfiguration {
                 name: c.name.clone(),
                 folds: c.folds.iter().map(|f| (f.clone(), b.root.join(crate::bundle::fold_path(&c.name, f)))).collect(),
+                source: None,
             })
             .collect();
         let members: Vec<String> = b.manifest.info["members"]
@@ -164,13 +192,13 @@ impl Model {
         let mut order: Vec<String> = Vec::new();
         for m in &self.members {
             let mut chain = vec![m.clone()];
-            let mut cur = self.plans.configuration(m)?;
+            let mut cur = self.resolve(m)?.1;
             while let Some(prev) = cur.previous_stage.clone() {
                 if chain.contains(&prev) || chain.len() > 8 {
                     return Err(invalid(format!("configuration {m}: previous_stage cycle")));
                 }
                 chain.push(prev.clone());
-                cur = self.plans.configuration(&prev)?;
+                cur = self.resolve(&prev)?.1;
             }
             for c in chain.into_iter().rev() {
                 if !order.contains(&c) {
@@ -209,6 +237,10 @@ pub struct PredictOptions {
     /// Resident-memory budget of the process in bytes (`--memory`): the sliding-window batch is
     /// chosen to fit and a case that cannot fit is refused before any work.
     pub memory: Option<u64>,
+    /// Sliding-window step as a fraction of the patch (nnU-Net's `-step_size`, 0.5).
+    pub tile_step_size: f64,
+    /// Accumulate in f16 like nnU-Net (parity checks) instead of f32.
+    pub fp16_accumulation: bool,
 }
 
 /// Seconds spent on one case.
@@ -218,8 +250,13 @@ pub struct CaseTiming {
     pub seconds: f64,
 }
 
-/// Segments `cases` with `model` into `out` (`CASE.nii.gz`, the input image's geometry; with
-/// `save_probabilities` also `CASE.probs.zarr`). Cases are written atomically, one by one.
+/// Segments `cases` with `model` into `out` (`CASE{file_ending}`, the input image's format and
+/// geometry; with `save_probabilities` also `CASE.probs.zarr`). Cases are written atomically,
+/// one by one.
+///
+/// Long (~100 lines): the per-case sequence (cascade order, members, pair average,
+/// post-processing, writes) reads as nnU-Net's `predict_from_files`; being reworked with the
+/// predictor, so not split here.
 pub fn predict_cases(
     model: &Model,
     cases: &[Case],
@@ -234,9 +271,13 @@ pub fn predict_cases(
     let mut predictors: BTreeMap<String, Predictor> = BTreeMap::new();
     let mut wanted_batch: BTreeMap<String, usize> = BTreeMap::new();
     for cfg_name in &order {
-        let cfg = model.plans.configuration(cfg_name)?;
+        let (_, cfg) = model.resolve(cfg_name)?;
         let mut sw = crate::sliding_window::SlidingWindowOptions::default();
         sw.device = opts.device;
+        sw.tile_step_size = opts.tile_step_size;
+        if opts.fp16_accumulation {
+            sw.accumulation = crate::sliding_window::Accumulation::F16;
+        }
         let p = Predictor::from_checkpoints(&model.folds_of(cfg_name)?, &cfg, sw, &crate::network::load_checkpoint)
             .map_err(|e| invalid(format!("loading {cfg_name}: {e}")))?;
         let wanted = match p.options.tiles_per_batch {
@@ -271,7 +312,7 @@ pub fn predict_cases(
         let mut segs: BTreeMap<String, nnunet_io::Volume<i16>> = BTreeMap::new();
         let mut probs = Vec::new();
         for (idx, cfg_name) in order.iter().enumerate() {
-            let cfg = model.plans.configuration(cfg_name)?;
+            let (plans, cfg) = model.resolve(cfg_name)?;
             let prev = cfg
                 .previous_stage
                 .as_ref()
@@ -286,7 +327,7 @@ pub fn predict_cases(
             let predictor = predictors.get_mut(cfg_name).ok_or_else(|| invalid(format!("{cfg_name} is not loaded")))?;
             if let Some(budget) = opts.memory {
                 let images = images.as_ref().ok_or_else(|| invalid("the images were consumed"))?;
-                let size = crate::memory::case_size(images, &model.plans, &cfg, predictor.num_outputs)?;
+                let size = crate::memory::case_size(images, plans, &cfg, predictor.num_outputs)?;
                 let choice = crate::memory::MemoryBudget(budget).choose_batch(
                     &case.id,
                     &size,
@@ -302,7 +343,7 @@ pub fn predict_cases(
                 images.clone().ok_or_else(|| invalid("the images were consumed"))?
             };
             let p = predictor
-                .predict_case(imgs, &model.plans, &cfg, &spec, prev, &copts)
+                .predict_case(imgs, plans, &cfg, &spec, prev, &copts)
                 .map_err(|e| invalid(format!("predicting case {} with {cfg_name}: {e}", case.id)))?;
             if member {
                 if let Some(pr) = p.probabilities {
@@ -335,9 +376,9 @@ pub fn predict_cases(
             }
         }
         let name = format!("{}{}", case.id, model.file_ending);
-        let tmp = out.join(format!(".{name}.partial{}", model.file_ending));
-        write_segmentation(&tmp, &seg, &header, spec.foreground_labels.len())?;
-        std::fs::rename(&tmp, out.join(&name)).map_err(io_err(&tmp))?;
+        nnunet_io::fsio::write_with(&out.join(&name), Some(&model.file_ending), |tmp| -> Result<()> {
+            Ok(write_segmentation(tmp, &seg, &header, spec.foreground_labels.len())?)
+        })?;
         if opts.save_probabilities {
             if let Some(p) = &probabilities {
                 let dir = out.join(format!("{}{}", case.id, nnunet_eval::folder::PROBS_SUFFIX));

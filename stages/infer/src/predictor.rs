@@ -5,7 +5,7 @@
 use crate::error::{InferError, Result};
 use crate::export::{export_prediction, export_segmentation, Exported, Logits, Probabilities};
 use crate::host::HostTensor;
-use crate::network::{CheckpointMeta, NetworkLoader, SegNetwork};
+use crate::network::{CheckpointInfo, NetworkLoader, SegNetwork};
 use crate::sliding_window::{predict_sliding_window_logits, SlidingWindowOptions};
 use nnunet_eval::postprocess::{apply_postprocessing, PostprocessingDecision};
 use nnunet_eval::segmentation::SegmentationMode;
@@ -187,10 +187,10 @@ impl Predictor {
         loader: NetworkLoader,
     ) -> Result<Predictor> {
         let first = dirs.first().ok_or_else(|| InferError::Invalid("no checkpoint folders given".into()))?;
-        let meta0 = CheckpointMeta::read(first)?;
+        let meta0 = CheckpointInfo::read(first)?;
         let mut nets = Vec::with_capacity(dirs.len());
         for d in dirs {
-            let m = CheckpointMeta::read(d)?;
+            let m = CheckpointInfo::read(d)?;
             if m.in_channels != meta0.in_channels || m.num_classes != meta0.num_classes {
                 return Err(InferError::Checkpoint {
                     path: d.clone(),
@@ -350,7 +350,7 @@ pub fn fold_dirs(root: &Path, folds: &[String]) -> Result<Vec<PathBuf>> {
         .iter()
         .map(|f| {
             let d = root.join(format!("fold_{f}"));
-            CheckpointMeta::read(&d)?;
+            CheckpointInfo::read(&d)?;
             Ok(d)
         })
         .collect()

@@ -84,10 +84,7 @@ fn tampered_file_is_named_and_nothing_is_extracted() {
     let e = load_bundle(&bad, &target).unwrap_err().to_string();
     assert!(e.contains("configurations/3d_fullres/fold_1/model.safetensors"), "{e}");
     assert!(!target.exists());
-    assert!(
-        files_under(tmp.path()).iter().all(|p| !p.to_string_lossy().contains("partial")),
-        "temp folder left behind"
-    );
+    assert!(files_under(tmp.path()).iter().all(|p| !p.to_string_lossy().contains(".tmp-")), "temp folder left behind");
 }
 
 #[test]

@@ -113,6 +113,9 @@ pub fn validate_arch(a: &ArchKwargs) -> Result<usize, ArchError> {
 ///
 /// Randomness: the weights come from libtorch's global generator; call `tch::manual_seed`
 /// first for a reproducible initialisation.
+///
+/// Long (~95 lines) because it mirrors `dynamic_network_architectures`' constructors (encoder,
+/// decoder, deep-supervision heads) in their order, so that parameter names and shapes match.
 pub fn build_network(
     vs: &nn::Path,
     arch: &Architecture,

@@ -27,8 +27,7 @@ fn write_json(root: &Path, v: &Value) {
 fn hippocampus_msd_opens() {
     let root = Path::new(HIPPOCAMPUS);
     if !root.exists() {
-        eprintln!("SKIP: {HIPPOCAMPUS} absent");
-        return;
+        return crate::testing::skip(&format!("{HIPPOCAMPUS} absent"));
     }
     let ds = open_dataset(root).unwrap();
     assert_eq!(ds.layout, Layout::Msd);

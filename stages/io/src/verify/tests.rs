@@ -15,8 +15,7 @@ fn kinds(r: &VerifyReport) -> Vec<(Option<String>, String)> {
 fn hippocampus_verifies_clean() {
     let root = Path::new(HIPPOCAMPUS);
     if !root.exists() {
-        eprintln!("SKIP: {HIPPOCAMPUS} absent");
-        return;
+        return crate::testing::skip(&format!("{HIPPOCAMPUS} absent"));
     }
     let ds = open_dataset(root).unwrap();
     let calls = Mutex::new(Vec::new());
@@ -35,8 +34,7 @@ fn hippocampus_verifies_clean() {
 fn corrupted_hippocampus_copy_reports_exactly_the_faults() {
     let src = Path::new(HIPPOCAMPUS);
     if !src.exists() {
-        eprintln!("SKIP: {HIPPOCAMPUS} absent");
-        return;
+        return crate::testing::skip(&format!("{HIPPOCAMPUS} absent"));
     }
     let full = open_dataset(src).unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -214,6 +214,9 @@ fn prefilter_mirror(buf: &mut [f64], len: usize, cols: usize) {
 const COLS: usize = 64;
 
 /// One order-3 pass: `[outer, n, inner]` -> `[outer, m, inner]`.
+///
+/// One function (~80 lines): the resampling kernel, with prefilter and interpolation over
+/// interleaved column chunks kept together for the compiler's vectorisation.
 fn spline3_axis(src: &[f32], outer: usize, n: usize, inner: usize, m: usize) -> Vec<f32> {
     let zoom = n as f64 / m as f64;
     let len = n + 2 * NPAD;
