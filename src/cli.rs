@@ -264,8 +264,37 @@ pub struct PredictArgs {
     /// Skip the post-processing decided at training time.
     #[arg(long)]
     pub no_postprocessing: bool,
+    /// Resident-memory budget of the process, e.g. 4G, 1500M (default: none). The
+    /// sliding-window batch is chosen to fit; a case that cannot fit is refused up front.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub memory: Option<u64>,
     #[arg(long)]
     pub json: bool,
+}
+
+/// Parses a byte size: a number with an optional unit K, M, G, T (powers of 1024; a trailing
+/// `B` or `iB` is accepted), e.g. `4G`, `1.5GiB`, `512M`, `1000000`. Hand-written: one flag does
+/// not justify a dependency.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let v: f64 = num.parse().map_err(|_| format!("'{s}' is not a size (e.g. 4G, 512M)"))?;
+    let unit = unit.trim().to_ascii_uppercase();
+    let unit = unit.strip_suffix("IB").or_else(|| unit.strip_suffix('B')).unwrap_or(&unit);
+    let mult: u64 = match unit {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        other => return Err(format!("'{s}': unknown unit '{other}' (use K, M, G or T)")),
+    };
+    let bytes = v * mult as f64;
+    if !(bytes.is_finite() && bytes >= 1.0) {
+        return Err(format!("'{s}' is not a positive size"));
+    }
+    Ok(bytes as u64)
 }
 
 #[derive(Args, Debug)]
@@ -352,6 +381,12 @@ pub enum BenchWhat {
         images: Option<PathBuf>,
         #[arg(long, default_value_t = 5)]
         cases: usize,
+        /// Mirroring passes to time: both (without, then with), off, on.
+        #[arg(long, default_value = "both", value_parser = ["both", "off", "on"])]
+        tta: String,
+        /// Resident-memory budget, as `pipeline predict --memory`.
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        memory: Option<u64>,
         #[arg(long)]
         json: bool,
     },
@@ -368,6 +403,24 @@ pub enum BenchWhat {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4G"), Ok(4 << 30));
+        assert_eq!(parse_size("1.5GiB"), Ok(3 << 29));
+        assert_eq!(parse_size("512 MB"), Ok(512 << 20));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert_eq!(parse_size("2k"), Ok(2048));
+        assert!(parse_size("4X").is_err());
+        assert!(parse_size("G").is_err());
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("-1G").is_err());
+    }
 }
 
 #[derive(Args, Debug)]

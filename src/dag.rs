@@ -229,14 +229,30 @@ fn expand_units(
     let mut units: Vec<Unit> = Vec::new();
     for &si in order {
         let params = resolve_params(file, spec, si)?;
-        let items = expand_items(file, spec, si, stages[si].kind)?;
-        let ids = stage_units(&spec.stages[si].name, si, stages[si].kind, &params, items, ds, &mut units);
-        for &u in &ids {
-            let deps = upstream_deps(file, stages, &units, u)?;
-            units[u].deps.extend(deps);
-            units[u].raw = stages[si].kind.raw_inputs(&units[u].view(), ds);
+        let kind = stages[si].kind;
+        // Items the kind treats as the same (its canonical form) make one unit.
+        let mut items: Vec<BTreeMap<String, Value>> = Vec::new();
+        for it in expand_items(file, spec, si, kind)? {
+            let c = kind.canonical_item(&it);
+            if !items.contains(&c) {
+                items.push(c);
+            }
         }
-        stages[si].units = ids;
+        let ids = stage_units(&spec.stages[si].name, si, kind, &params, items, ds, &mut units);
+        for &u in &ids {
+            let mut deps = upstream_deps(file, stages, &units, u)?;
+            // Units of the same stage it reads (a cascade stage reads its previous stage).
+            for &o in &ids {
+                if o != u {
+                    if let Some(reads) = kind.reads_sibling(&units[u].view(), &units[o].view()) {
+                        deps.push(Dep { unit: o, reads });
+                    }
+                }
+            }
+            units[u].deps.extend(deps);
+            units[u].raw = kind.raw_inputs(&units[u].view(), ds);
+        }
+        stages[si].units = order_within_stage(&units, ids)?;
     }
     Ok(units)
 }
@@ -295,7 +311,9 @@ fn upstream_deps(file: &str, stages: &[StageNode], units: &[Unit], u: usize) -> 
     for (req, ti) in &stages[unit.stage].providers {
         let t = &stages[*ti];
         let reads = kind.reads(req, &unit.view());
-        let matching = t.units.iter().copied().filter(|&tu| coords_agree(&units[tu].coords, &unit.coords));
+        // The coordinates it reads the provider at (a cascade stage reads its data stage's store).
+        let mine = kind.upstream_coords(req, &unit.view());
+        let matching = t.units.iter().copied().filter(|&tu| coords_agree(&units[tu].coords, &mine));
         let chosen: Vec<usize> = match (t.kind.fanout(), &unit.case) {
             (Fanout::Single, _) => matching.collect(),
             (Fanout::PerCase { .. }, Some(case)) => {
@@ -315,6 +333,29 @@ fn upstream_deps(file: &str, stages: &[StageNode], units: &[Unit], u: usize) -> 
         deps.extend(chosen.into_iter().map(|unit| Dep { unit, reads: reads.clone() }));
     }
     Ok(deps)
+}
+
+/// A stage's units with every unit after the units of the same stage it reads (stable
+/// otherwise), so that evaluation, local scheduling and Slurm submission in stage order see
+/// dependencies first.
+fn order_within_stage(units: &[Unit], ids: Vec<usize>) -> Result<Vec<usize>> {
+    let mut placed = vec![false; units.len()];
+    let mut out: Vec<usize> = Vec::with_capacity(ids.len());
+    let mut left = ids;
+    while !left.is_empty() {
+        let (ready, rest): (Vec<usize>, Vec<usize>) = left
+            .iter()
+            .partition(|&&u| units[u].deps.iter().all(|d| units[d.unit].stage != units[u].stage || placed[d.unit]));
+        if ready.is_empty() {
+            bail!("the units of stage '{}' read each other in a cycle", units[rest[0]].id.stage);
+        }
+        for &u in &ready {
+            placed[u] = true;
+        }
+        out.extend(ready);
+        left = rest;
+    }
+    Ok(out)
 }
 
 fn coords_agree(a: &BTreeMap<String, Value>, b: &BTreeMap<String, Value>) -> bool {

@@ -90,6 +90,21 @@ pub trait StageKind: Send + Sync {
     fn reads(&self, _kind: &str, _unit: &UnitView) -> Reads {
         Reads::All
     }
+    /// The item a `foreach` item stands for (default: itself). Items mapping to the same
+    /// canonical item make one unit: `resample` maps `3d_cascade_fullres` to `3d_fullres`,
+    /// whose preprocessed data the cascade trains on.
+    fn canonical_item(&self, coords: &BTreeMap<String, Value>) -> BTreeMap<String, Value> {
+        coords.clone()
+    }
+    /// The coordinates this unit matches upstream units of `kind` with (default: its own).
+    fn upstream_coords(&self, _kind: &str, unit: &UnitView) -> BTreeMap<String, Value> {
+        unit.coords.clone()
+    }
+    /// Whether this unit reads another unit of its own stage, and what of it (default: no).
+    /// A cascade's full-resolution stage reads every fold of its low-resolution stage.
+    fn reads_sibling(&self, _unit: &UnitView, _sibling: &UnitView) -> Option<Reads> {
+        None
+    }
     /// Raw dataset files this unit reads (content-hashed into its key).
     fn raw_inputs(&self, _unit: &UnitView, _ds: &Dataset) -> Vec<PathBuf> {
         Vec::new()

@@ -173,7 +173,9 @@ pub fn execute_unit(
         let up = &session.dag.units[d.unit];
         let m = manifests[d.unit].as_ref().ok_or_else(|| anyhow!("{}: upstream {} missing", unit.id, up.id))?;
         let dir = session.out_dir(m);
-        if up.stage == unit.stage {
+        // An aggregate's own case units are its case outputs; other units of the same stage a
+        // unit reads (a cascade's previous stage) are inputs like any upstream artifact.
+        if up.stage == unit.stage && unit.aggregate {
             case_outputs.push((up.case.clone().unwrap_or_default(), dir));
         } else {
             inputs.push(Input {

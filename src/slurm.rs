@@ -131,7 +131,9 @@ enum JobGroup {
 fn group_jobs(dag: &crate::dag::Dag, stale: &[bool]) -> Vec<Vec<usize>> {
     let mut jobs = Vec::new();
     for &si in &dag.order {
-        let mut groups: BTreeMap<JobGroup, Vec<usize>> = BTreeMap::new();
+        // Groups in the stage's unit order (units reading a sibling come after it), so a job's
+        // `afterok` dependencies are always submitted before it.
+        let mut groups: Vec<(JobGroup, Vec<usize>)> = Vec::new();
         for &u in dag.stages[si].units.iter().filter(|&&u| stale[u]) {
             let unit = &dag.units[u];
             let g = if unit.case.is_some() && matches!(unit.kind.fanout(), Fanout::PerCase { .. }) {
@@ -139,9 +141,12 @@ fn group_jobs(dag: &crate::dag::Dag, stale: &[bool]) -> Vec<Vec<usize>> {
             } else {
                 JobGroup::Single(unit.id.clone())
             };
-            groups.entry(g).or_default().push(u);
+            match groups.iter_mut().find(|(k, _)| *k == g) {
+                Some((_, v)) => v.push(u),
+                None => groups.push((g, vec![u])),
+            }
         }
-        jobs.extend(groups.into_values());
+        jobs.extend(groups.into_iter().map(|(_, v)| v));
     }
     jobs
 }

@@ -8,7 +8,8 @@
 //!   aggregate assembles one Zarr store per configuration from the cases (hard links).
 
 use anyhow::{Context, Result};
-use serde_json::json;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::read_json;
@@ -89,6 +90,16 @@ impl StageKind for Resample {
     }
     fn fanout(&self) -> Fanout {
         Fanout::PerCase { aggregate: true }
+    }
+    fn canonical_item(&self, coords: &BTreeMap<String, Value>) -> BTreeMap<String, Value> {
+        // 3d_cascade_fullres trains on 3d_fullres's data (same data_identifier, §5.5).
+        let mut c = coords.clone();
+        if let Some(v) = c.get_mut("configuration") {
+            if let Some(data) = super::train::cascade_data_configuration(&crate::kind::value_str(v)) {
+                *v = Value::String(data.into());
+            }
+        }
+        c
     }
     fn requires(&self) -> &'static [&'static str] {
         &[super::PLAN, super::NORMALIZE]

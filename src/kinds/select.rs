@@ -15,13 +15,23 @@ use nnunet_io::dataset::Dataset;
 
 pub struct EnsembleSelect;
 
-const PARAMS: &[ParamSpec] = &[ParamSpec {
-    name: "ensembles",
-    ty: crate::params::ParamType::Bool,
-    default: "true",
-    changes_output: true,
-    help: "also score every pair of configurations as an ensemble (nnU-Net --disable_ensembling = false)",
-}];
+static STR_T: crate::params::ParamType = crate::params::STR;
+const PARAMS: &[ParamSpec] = &[
+    ParamSpec {
+        name: "ensembles",
+        ty: crate::params::ParamType::Bool,
+        default: "true",
+        changes_output: true,
+        help: "also score every pair of configurations as an ensemble (nnU-Net --disable_ensembling = false)",
+    },
+    ParamSpec {
+        name: "configurations",
+        ty: crate::params::ParamType::List(&STR_T),
+        default: "[\"2d\", \"3d_fullres\", \"3d_lowres\", \"3d_cascade_fullres\"]",
+        changes_output: true,
+        help: "configurations to choose among (nnU-Net -c); trained ones not listed are ignored",
+    },
+];
 
 impl StageKind for EnsembleSelect {
     fn name(&self) -> &'static str {
@@ -65,6 +75,23 @@ impl StageKind for EnsembleSelect {
                 bail!("{} has no validation predictions; set the training stage's `validate: true` to select among configurations", i.dir.display());
             }
             by_cfg.entry(cfg).or_default().insert(fold, v);
+        }
+        // Candidates: the listed configurations that were trained (nnU-Net skips the others).
+        let allowed: Vec<String> = ctx
+            .param("configurations")?
+            .as_array()
+            .ok_or_else(|| anyhow!("ensemble-select.configurations must be a list"))?
+            .iter()
+            .map(value_str)
+            .collect();
+        let trained: Vec<String> = by_cfg.keys().cloned().collect();
+        by_cfg.retain(|c, _| allowed.contains(c));
+        if by_cfg.is_empty() {
+            bail!(
+                "none of the configurations to choose among ({}) was trained (trained: {})",
+                allowed.join(", "),
+                trained.join(", ")
+            );
         }
         let cv = CrossValidation::merge(&by_cfg)?;
         let reference = |id: &str| ctx.dataset.case(id).and_then(|c| c.label.clone());

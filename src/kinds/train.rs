@@ -4,13 +4,28 @@
 //! checkpoint. The declaration lives here; the libtorch body is `pipeline-torch`'s `train.rs`.
 
 use anyhow::Result;
+use serde_json::Value;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::kind::{ExecEnv, Reads, Resources, RunCtx, StageKind, UnitView};
+use crate::kind::{value_str, ExecEnv, Reads, Resources, RunCtx, StageKind, UnitView};
 use crate::params::{ParamSpec, ParamType, NON_NEG_FLOAT, NON_NEG_INT, POSITIVE_INT};
 use nnunet_io::dataset::Dataset;
 
 pub struct TrainFold;
+
+/// The configuration whose preprocessed data a cascade stage trains on (nnU-Net's
+/// `3d_cascade_fullres` inherits `3d_fullres`, §5.5); `None` for other configurations.
+pub fn cascade_data_configuration(cfg: &str) -> Option<&'static str> {
+    (cfg == nnunet_prep::planner::CONFIG_3D_CASCADE).then_some(nnunet_prep::planner::CONFIG_3D_FULLRES)
+}
+
+/// The configuration a cascade stage takes its previous-stage segmentations from (§5.5:
+/// `3d_cascade_fullres.previous_stage = 3d_lowres`); `None` for other configurations. The plans
+/// name it too (checked when the unit runs); the graph is built before the plans exist.
+pub fn cascade_previous_configuration(cfg: &str) -> Option<&'static str> {
+    (cfg == nnunet_prep::planner::CONFIG_3D_CASCADE).then_some(nnunet_prep::planner::CONFIG_3D_LOWRES)
+}
 
 const PARAMS: &[ParamSpec] = &[
     ParamSpec {
@@ -186,10 +201,11 @@ impl StageKind for TrainFold {
         super::TRAIN_FOLD
     }
     fn version(&self) -> u32 {
+        // 4: stages with a next stage (3d_lowres) keep predicted_next_stage/ for the cascade
         // 3: validation outputs in the dataset's format (NIfTI-1, no foreign header extensions)
         // 2: batches drawn from the pipeline's one RNG stream derivation (nnunet_io::rng), and
         // progress.svg drawn with nnunet-chart
-        3
+        4
     }
     fn about(&self) -> &'static str {
         "train one configuration on one fold, then validate at full resolution (§6-§8, §7.3)"
@@ -208,6 +224,28 @@ impl StageKind for TrainFold {
             super::PLAN => Reads::Files(vec!["plans.json".into(), "splits_final.json".into(), "labels.json".into()]),
             _ => Reads::All,
         }
+    }
+    fn upstream_coords(&self, kind: &str, unit: &UnitView) -> BTreeMap<String, Value> {
+        let mut c = unit.coords.clone();
+        if kind == super::RESAMPLE {
+            if let Some(v) = c.get_mut("configuration") {
+                if let Some(data) = cascade_data_configuration(&value_str(v)) {
+                    *v = Value::String(data.into());
+                }
+            }
+        }
+        c
+    }
+    fn reads_sibling(&self, unit: &UnitView, sibling: &UnitView) -> Option<Reads> {
+        // §7.3, §9.5: the cascade trains on the previous stage's cross-validation predictions,
+        // so each of its folds reads every fold of that stage (same other coordinates).
+        let prev = cascade_previous_configuration(&unit.coord_str("configuration")?)?;
+        let same_rest = unit
+            .coords
+            .iter()
+            .filter(|(k, _)| k.as_str() != "configuration" && k.as_str() != "fold")
+            .all(|(k, v)| sibling.coords.get(k) == Some(v));
+        (sibling.coord_str("configuration").as_deref() == Some(prev) && same_rest).then_some(Reads::All)
     }
     fn raw_inputs(&self, unit: &UnitView, ds: &Dataset) -> Vec<PathBuf> {
         // Validation exports with each case's image header and scores against its label file.

@@ -70,6 +70,7 @@ pub fn predict(a: PredictArgs) -> Result<()> {
             device: crate::device::parse_device(&a.device)?,
             save_probabilities: a.save_probabilities,
             postprocessing: !a.no_postprocessing,
+            memory: a.memory,
             tile_step_size: a.step_size,
             fp16_accumulation: a.fp16_accumulation,
         };
@@ -182,22 +183,30 @@ pub fn export(a: ExportArgs) -> Result<()> {
     Ok(())
 }
 
+/// The view folder of the first unit of `kind` in a run (of configuration `cfg` if given).
+fn run_unit(run: &Path, kind: &str, cfg: Option<&str>) -> Result<Option<PathBuf>> {
+    let run_json: serde_json::Value = engine::kinds::read_json(&run.join("run.json"))?;
+    let units = run_json["units"].as_array().cloned().unwrap_or_default();
+    Ok(units
+        .iter()
+        .filter(|u| u["kind"] == kind && u["view"].is_string())
+        .find(|u| cfg.is_none_or(|c| u["coords"]["configuration"] == c))
+        .map(|u| run.join(u["view"].as_str().unwrap_or_default())))
+}
+
+/// The plans of a run and the plan stage's folder.
+fn run_plan(run: &Path) -> Result<(nnunet_prep::plans::Plans, PathBuf)> {
+    let plan = run_unit(run, engine::kinds::PLAN, None)?.ok_or_else(|| anyhow!("run {} has no plan stage", run.display()))?;
+    let plans: nnunet_prep::plans::Plans = engine::kinds::read_json(&plan.join("plans.json"))?;
+    Ok((plans, plan))
+}
+
 /// The preprocessed store of a configuration in a run (`resample` stage output), the plans, and
 /// the plan stage's folder.
 fn run_store(run: &Path, cfg: &str) -> Result<(PathBuf, nnunet_prep::plans::Plans, PathBuf)> {
-    let run_json: serde_json::Value = engine::kinds::read_json(&run.join("run.json"))?;
-    let units = run_json["units"].as_array().cloned().unwrap_or_default();
-    let find = |kind: &str, cfg: Option<&str>| -> Option<PathBuf> {
-        units
-            .iter()
-            .filter(|u| u["kind"] == kind && u["view"].is_string())
-            .find(|u| cfg.is_none_or(|c| u["coords"]["configuration"] == c))
-            .map(|u| run.join(u["view"].as_str().unwrap_or_default()))
-    };
-    let plan = find(engine::kinds::PLAN, None).ok_or_else(|| anyhow!("run {} has no plan stage", run.display()))?;
-    let plans: nnunet_prep::plans::Plans = engine::kinds::read_json(&plan.join("plans.json"))?;
+    let (plans, plan) = run_plan(run)?;
     let cfg_res = plans.configuration(cfg)?;
-    let store = find(engine::kinds::RESAMPLE, Some(cfg))
+    let store = run_unit(run, engine::kinds::RESAMPLE, Some(cfg))?
         .ok_or_else(|| anyhow!("run {} has no resample output for {cfg}", run.display()))?
         .join(format!("{}.zarr", cfg_res.data_identifier));
     Ok((store, plans, plan))
@@ -269,10 +278,18 @@ pub fn bench_step(run: &Path, cfg: &str, bs: Option<usize>, steps: usize, as_jso
     Ok(())
 }
 
-/// `pipeline bench predict RUN`: seconds per raw case, without and with mirroring, with the
-/// planned (uncapped) network and random weights.
-pub fn bench_predict(run: &Path, cfg: &str, images: Option<&Path>, n: usize, as_json: bool) -> Result<()> {
-    let (_store, plans, plan_dir) = run_store(run, cfg)?;
+/// `pipeline bench predict RUN`: seconds per raw case, without and/or with mirroring, with the
+/// planned (uncapped) network and random weights; peak resident memory of the process.
+pub fn bench_predict(
+    run: &Path,
+    cfg: &str,
+    images: Option<&Path>,
+    n: usize,
+    tta: &str,
+    memory: Option<u64>,
+    as_json: bool,
+) -> Result<()> {
+    let (plans, plan_dir) = run_plan(run)?;
     let c = plans.configuration(cfg)?;
     let run_json: serde_json::Value = engine::kinds::read_json(&run.join("run.json"))?;
     let dj: serde_json::Value = engine::kinds::read_json(&plan_dir.join("dataset.json"))?;
@@ -295,6 +312,11 @@ pub fn bench_predict(run: &Path, cfg: &str, images: Option<&Path>, n: usize, as_
         }
     };
     cases.truncate(n.max(1));
+    let modes: Vec<bool> = match tta {
+        "off" => vec![false],
+        "on" => vec![true],
+        _ => vec![false, true],
+    };
     let device = crate::device::parse_device("auto")?;
     tch::set_num_threads(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as i32);
     let vs = tch::nn::VarStore::new(device);
@@ -318,7 +340,7 @@ pub fn bench_predict(run: &Path, cfg: &str, images: Option<&Path>, n: usize, as_
     let mut sw = nnunet_infer::sliding_window::SlidingWindowOptions::default();
     sw.device = device;
     let nd = c.patch_size.len();
-    let predictor = Predictor::new(
+    let mut predictor = Predictor::new(
         vec![Box::new(Held(vs, net))],
         c.patch_size.clone(),
         in_ch,
@@ -326,17 +348,54 @@ pub fn bench_predict(run: &Path, cfg: &str, images: Option<&Path>, n: usize, as_
         (0..nd).collect(),
         sw,
     )?;
+    let wanted = nnunet_infer::sliding_window::recommended_tiles_per_batch(&c.patch_size);
+    let batch = |case: &str, images: &nnunet_io::dataset::CaseImages| -> nnunet_infer::Result<Option<usize>> {
+        let Some(budget) = memory else { return Ok(None) };
+        let size = nnunet_infer::memory::case_size(images, &plans, &c, spec.num_outputs())?;
+        let choice = nnunet_infer::memory::MemoryBudget(budget).choose_batch(
+            case,
+            &size,
+            &c.architecture,
+            &c.patch_size,
+            wanted,
+        )?;
+        Ok(Some(choice.tiles_per_batch))
+    };
     engine::alloc::keep_large_allocations();
     let tmp = tempfile::tempdir()?;
-    let b = nnunet_infer::bench::bench_predict(&predictor, &cases, &plans, &c, &spec, tmp.path(), &|_, _| {})?;
+    let b = nnunet_infer::bench::bench_predict(
+        &mut predictor,
+        &cases,
+        &plans,
+        &c,
+        &spec,
+        tmp.path(),
+        &modes,
+        &batch,
+        &|_, _| {},
+    )?;
+    let peak = nnunet_infer::memory::peak_rss_bytes();
+    let parts: Vec<serde_json::Value> = b
+        .per_case
+        .iter()
+        .map(|(id, tta, t, s)| {
+            json!({"case": id, "tta": tta, "seconds": s, "preprocess_s": t.preprocess_s, "predict_s": t.predict_s,
+                "export_s": t.export_s})
+        })
+        .collect();
     let r = json!({"configuration": cfg, "cases": b.cases, "seconds_per_case_no_mirroring": b.seconds_per_case_no_mirroring,
-        "seconds_per_case_mirroring": b.seconds_per_case_mirroring, "device": crate::device::device_name(device)});
+        "seconds_per_case_mirroring": b.seconds_per_case_mirroring, "device": crate::device::device_name(device),
+        "peak_rss_bytes": peak, "memory_budget_bytes": memory, "per_case": parts});
     if as_json {
         return print_json(&r);
     }
+    let f = |v: Option<f64>| v.map_or("-".to_string(), |s| format!("{s:.3} s/case"));
     println!(
-        "predict {cfg}: {} case(s): {:.3} s/case without mirroring, {:.3} s/case with",
-        b.cases, b.seconds_per_case_no_mirroring, b.seconds_per_case_mirroring
+        "predict {cfg}: {} case(s): {} without mirroring, {} with; peak RSS {}",
+        b.cases,
+        f(b.seconds_per_case_no_mirroring),
+        f(b.seconds_per_case_mirroring),
+        peak.map_or("-".into(), nnunet_infer::memory::fmt_bytes)
     );
     Ok(())
 }

@@ -34,8 +34,8 @@ impl engine::torch::TorchUnits for Torch {
                 BenchWhat::Augment { run, configuration, batches, json } => {
                     commands::bench_augment(&run, &configuration, batches, json)
                 }
-                BenchWhat::Predict { run, configuration, images, cases, json } => {
-                    commands::bench_predict(&run, &configuration, images.as_deref(), cases, json)
+                BenchWhat::Predict { run, configuration, images, cases, tta, memory, json } => {
+                    commands::bench_predict(&run, &configuration, images.as_deref(), cases, &tta, memory, json)
                 }
                 BenchWhat::Step { run, configuration, batch_size, steps, json } => {
                     commands::bench_step(&run, &configuration, batch_size, steps, json)

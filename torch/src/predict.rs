@@ -42,6 +42,7 @@ pub fn run(ctx: &RunCtx) -> Result<()> {
         device: crate::device::parse_device(&ctx.env.device)?,
         save_probabilities: ctx.param_bool("save_probabilities")?,
         postprocessing: true,
+        memory: None,
         tile_step_size: 0.5,
         fp16_accumulation: false,
     };

@@ -24,7 +24,19 @@ pub fn run(ctx: &RunCtx) -> Result<()> {
     let (train_ids, val_ids) = fold_cases(&plan_dir.join("splits_final.json"), &fold)?;
     let store = ctx.input(engine::kinds::RESAMPLE)?.join(format!("{}.zarr", cfg.data_identifier));
     let device = crate::device::parse_device(&ctx.env.device)?;
-    let opts = train_options(ctx, device)?;
+    let mut opts = train_options(ctx, device)?;
+    // A cascade stage trains on the previous stage's cross-validation predictions of every case
+    // (§7.3, §9.5), one-hot encoded over the foreground labels as extra input channels.
+    let prev_segs = match &cfg.previous_stage {
+        Some(prev) => {
+            opts.cascade_labels = labels.foreground_labels().iter().map(|&l| l as i16).collect();
+            let mut ids: Vec<String> = train_ids.iter().chain(&val_ids).cloned().collect();
+            ids.sort();
+            ids.dedup();
+            Some(previous_stage_segmentations(ctx, prev, &cfg_name, &ids)?)
+        }
+        None => None,
+    };
 
     // Attempt history (resumes are visible in the artifact).
     let attempts_path = ctx.out.join("attempts.json");
@@ -51,9 +63,14 @@ pub fn run(ctx: &RunCtx) -> Result<()> {
         epoch_table(records).write_parquet(&log_path)?;
         Ok(!ctx.cancelled())
     };
-    let cases =
+    let mut cases =
         nnunet_net::trainer::FoldCases::from_store(&store, &labels, &train_ids, &val_ids, opts.case_cache_bytes)
             .with_context(|| format!("opening the preprocessed cases of fold {fold}"))?;
+    if let Some(segs) = &prev_segs {
+        // The cascade: each case carries the previous stage's segmentation as extra channels.
+        cases.train = cascade_cases(std::mem::take(&mut cases.train), segs)?;
+        cases.val = cascade_cases(std::mem::take(&mut cases.val), segs)?;
+    }
     let outcome = nnunet_net::trainer::train_fold(&opts, &cfg, cases, &ctx.out, &mut on_epoch)
         .with_context(|| format!("training {cfg_name} fold {fold}"))?;
     ctx.check_cancel()?;
@@ -71,7 +88,7 @@ pub fn run(ctx: &RunCtx) -> Result<()> {
     }
 
     if ctx.param_bool("validate")? {
-        validate(ctx, &plans, &cfg, &labels, &store, &val_ids, device)?;
+        validate(ctx, &plans, &cfg, &labels, &store, &val_ids, device, prev_segs.as_ref())?;
     }
     // Like nnU-Net: the resumable checkpoint goes once training has finished.
     let latest = ctx.out.join("checkpoint_latest");
@@ -79,6 +96,62 @@ pub fn run(ctx: &RunCtx) -> Result<()> {
         std::fs::remove_dir_all(&latest).ok();
     }
     Ok(())
+}
+
+/// The previous stage's segmentation of each of `ids` on this stage's preprocessed grid, from
+/// the fold artifacts of `prev` this unit reads (`predicted_next_stage/CFG/CASE.zarr`, written by
+/// their validation). Every case must have one: each is a validation case of exactly one fold.
+fn previous_stage_segmentations(
+    ctx: &RunCtx,
+    prev: &str,
+    cfg_name: &str,
+    ids: &[String],
+) -> Result<std::collections::BTreeMap<String, std::path::PathBuf>> {
+    let mut found = std::collections::BTreeMap::new();
+    let mut folds = 0;
+    for i in ctx.inputs_of("train-fold") {
+        if i.coords.get("configuration").map(engine::kind::value_str).as_deref() != Some(prev) {
+            continue;
+        }
+        folds += 1;
+        for id in ids {
+            let p = nnunet_infer::export::next_stage_path(&i.dir, cfg_name, id);
+            if p.is_dir() {
+                found.insert(id.clone(), p);
+            }
+        }
+    }
+    let missing: Vec<&str> = ids.iter().filter(|id| !found.contains_key(*id)).map(|s| s.as_str()).collect();
+    if !missing.is_empty() {
+        bail!(
+            "{cfg_name} trains on the cross-validation predictions of {prev}, but {} of {} case(s) have none \
+             (e.g. {}; {folds} {prev} fold(s) were read): train {prev} on every fold, with validation on, \
+             in the same stage (list {prev} with {cfg_name} in its configurations)",
+            missing.len(),
+            ids.len(),
+            missing.iter().take(3).copied().collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(found)
+}
+
+/// Store cases of a cascade stage: each with its previous-stage segmentation.
+fn cascade_cases(
+    cases: Vec<std::sync::Arc<dyn nnunet_net::sampler::PatchSource>>,
+    segs: &std::collections::BTreeMap<String, std::path::PathBuf>,
+) -> Result<Vec<std::sync::Arc<dyn nnunet_net::sampler::PatchSource>>> {
+    cases
+        .into_iter()
+        .map(|c| {
+            let p = segs
+                .get(c.id())
+                .ok_or_else(|| anyhow!("case {} has no previous-stage segmentation", c.id()))?;
+            let prev = nnunet_infer::export::read_label_array(p)
+                .with_context(|| format!("previous-stage segmentation {}", p.display()))?;
+            let cc = nnunet_net::sampler::CascadeCase::new(c, prev)?;
+            Ok(std::sync::Arc::new(cc) as std::sync::Arc<dyn nnunet_net::sampler::PatchSource>)
+        })
+        .collect()
 }
 
 /// Train and validation case ids of a fold (`all`: every case in both).
@@ -200,6 +273,10 @@ fn epoch_table(records: &[nnunet_net::trainer::EpochRecord]) -> Table {
 
 /// §7.3: predict every validation case with the final checkpoint (sliding window, Gaussian,
 /// mirroring), export to the original geometry, store probabilities for ensembling, score.
+/// A stage with a next stage (3d_lowres) also keeps each case's segmentation resampled to the
+/// next stage's preprocessed grid; a cascade stage takes its previous stage's segmentation of
+/// each case as one-hot input channels (`prev_segs`).
+#[allow(clippy::too_many_arguments)]
 fn validate(
     ctx: &RunCtx,
     plans: &Plans,
@@ -208,6 +285,7 @@ fn validate(
     store: &Path,
     val_ids: &[String],
     device: tch::Device,
+    prev_segs: Option<&std::collections::BTreeMap<String, std::path::PathBuf>>,
 ) -> Result<()> {
     use nnunet_infer::export::{export_prediction, write_probabilities, write_segmentation};
     use nnunet_infer::predictor::{LabelSpec, Predictor};
@@ -232,8 +310,22 @@ fn validate(
         let case = ctx.dataset.case(id).ok_or_else(|| anyhow!("validation case {id} is not in the dataset"))?;
         let cs =
             nnunet_prep::store::CaseStore::open(&store.join(id)).with_context(|| format!("preprocessed case {id}"))?;
-        let data = cs.read_data()?;
-        let logits = predictor.predict_preprocessed(&data, tta)?;
+        let mut data = cs.read_data()?;
+        if let Some(segs) = prev_segs {
+            let p = &segs[id];
+            let prev = nnunet_infer::export::read_label_array(p)
+                .with_context(|| format!("previous-stage segmentation {}", p.display()))?;
+            if prev.shape != cs.shape() {
+                bail!("{}: shape {:?}, the preprocessed case {id} is {:?}", p.display(), prev.shape, cs.shape());
+            }
+            for &l in &spec.foreground_labels {
+                data.push(prev.map(|v| if v as i32 == l { 1.0f32 } else { 0.0 }));
+            }
+        }
+        let logits = predictor.predict_channels(data, tta, &|_, _| {})?;
+        if let Some(next) = &cfg.next_stage {
+            write_next_stage(ctx, plans, cfg, next, id, cs.properties(), &logits, &spec)?;
+        }
         let ex = export_prediction(&logits, cs.properties(), plans, cfg, &spec.mode, true)?;
         // Validation outputs are internal artifacts: NIfTI whatever the dataset's format, with
         // the input's geometry (converted when the input is not NIfTI).
@@ -261,5 +353,43 @@ fn validate(
         &out.join("timing.json"),
         &json!({"cases": val_ids.len(), "seconds": t0.elapsed().as_secs_f64(), "tta": tta}),
     )?;
+    Ok(())
+}
+
+/// §7.3 `resample_and_save`: a validation case's logits resampled to the next stage's
+/// preprocessed grid (nnU-Net passes this stage's spacing as both spacings, so only it decides
+/// separate-z), as labels, into `predicted_next_stage/NEXT/CASE.zarr` of this fold.
+#[allow(clippy::too_many_arguments)]
+fn write_next_stage(
+    ctx: &RunCtx,
+    plans: &Plans,
+    cfg: &ResolvedConfiguration,
+    next: &str,
+    id: &str,
+    props: &nnunet_prep::preprocess::CaseProperties,
+    logits: &nnunet_infer::export::Logits,
+    spec: &nnunet_infer::predictor::LabelSpec,
+) -> Result<()> {
+    use nnunet_prep::preprocess::target_spacing;
+    let next_cfg = plans.configuration(next).with_context(|| format!("next stage {next} of {}", cfg.name))?;
+    let shape = nnunet_prep::resample::compute_new_shape(
+        props.shape_after_cropping_and_before_resampling,
+        props.spacing_transposed,
+        target_spacing(&next_cfg, props.spacing_transposed)?,
+    );
+    let spacing = target_spacing(cfg, props.spacing_transposed)?;
+    let seg = nnunet_infer::export::resample_logits_to_segmentation(
+        logits,
+        shape,
+        spacing,
+        spacing,
+        &cfg.resampling_probabilities,
+        &spec.mode,
+    )?;
+    let dir = nnunet_infer::export::next_stage_path(&ctx.out, next, id);
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    nnunet_infer::export::write_label_array(&dir, &seg, json!({"case": id, "from": cfg.name}))?;
     Ok(())
 }

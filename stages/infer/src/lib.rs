@@ -17,6 +17,8 @@ pub mod bench;
 pub mod bundle;
 pub mod error;
 pub mod export;
+pub mod host;
+pub mod memory;
 pub mod model;
 pub mod network;
 pub mod nnunet_folder;
@@ -31,5 +33,6 @@ pub use model::{predict_cases, CaseTiming, ConfigurationSource, Model, ModelConf
 pub use network::{CheckpointInfo, CheckpointMeta, NetworkLoader, SegNetwork};
 pub use predictor::{CaseOptions, CasePrediction, LabelSpec, Predictor};
 pub use sliding_window::{
-    compute_steps, gaussian_importance_map, predict_sliding_window, Accumulation, SlidingWindowOptions,
+    compute_steps, gaussian_importance_map, predict_sliding_window, predict_sliding_window_logits, Accumulation,
+    SlidingWindowOptions,
 };

@@ -239,6 +239,9 @@ pub struct PredictOptions {
     pub device: tch::Device,
     pub save_probabilities: bool,
     pub postprocessing: bool,
+    /// Resident-memory budget of the process in bytes (`--memory`): the sliding-window batch is
+    /// chosen to fit and a case that cannot fit is refused before any work.
+    pub memory: Option<u64>,
     /// Sliding-window step as a fraction of the patch (nnU-Net's `-step_size`, 0.5).
     pub tile_step_size: f64,
     /// Accumulate in f16 like nnU-Net (parity checks) instead of f32.
@@ -272,6 +275,7 @@ pub fn predict_cases(
     let spec = LabelSpec::from_labels(&model.labels);
     let order = model.prediction_order()?;
     let mut predictors: BTreeMap<String, Predictor> = BTreeMap::new();
+    let mut wanted_batch: BTreeMap<String, usize> = BTreeMap::new();
     for cfg_name in &order {
         let (_, cfg) = model.resolve(cfg_name)?;
         let mut sw = crate::sliding_window::SlidingWindowOptions::default();
@@ -282,6 +286,11 @@ pub fn predict_cases(
         }
         let p = Predictor::from_checkpoints(&model.folds_of(cfg_name)?, &cfg, sw, &crate::network::load_checkpoint)
             .map_err(|e| invalid(format!("loading {cfg_name}: {e}")))?;
+        let wanted = match p.options.tiles_per_batch {
+            0 => crate::sliding_window::recommended_tiles_per_batch(&p.patch_size),
+            n => n,
+        };
+        wanted_batch.insert(cfg_name.clone(), wanted);
         predictors.insert(cfg_name.clone(), p);
     }
     let ensemble = model.members.len() > 1;
@@ -302,10 +311,13 @@ pub fn predict_cases(
                 model.num_channels
             )));
         }
+        let header = images.header.clone();
+        // The last configuration consumes the images; earlier ones (a cascade's previous stage,
+        // the first member of an ensemble) work on a copy.
+        let mut images = Some(images);
         let mut segs: BTreeMap<String, nnunet_io::Volume<i16>> = BTreeMap::new();
         let mut probs = Vec::new();
-        let mut last = None;
-        for cfg_name in &order {
+        for (idx, cfg_name) in order.iter().enumerate() {
             let (plans, cfg) = model.resolve(cfg_name)?;
             let prev = cfg
                 .previous_stage
@@ -318,18 +330,37 @@ pub fn predict_cases(
                 save_probabilities: member && (ensemble || opts.save_probabilities),
                 postprocessing: None,
             };
-            let p = predictors[cfg_name]
-                .predict_raw_case(&images, plans, &cfg, &spec, prev, &copts)
+            let predictor = predictors.get_mut(cfg_name).ok_or_else(|| invalid(format!("{cfg_name} is not loaded")))?;
+            if let Some(budget) = opts.memory {
+                let images = images.as_ref().ok_or_else(|| invalid("the images were consumed"))?;
+                let size = crate::memory::case_size(images, plans, &cfg, predictor.num_outputs)?;
+                let choice = crate::memory::MemoryBudget(budget).choose_batch(
+                    &case.id,
+                    &size,
+                    &cfg.architecture,
+                    &cfg.patch_size,
+                    wanted_batch[cfg_name],
+                )?;
+                predictor.options.tiles_per_batch = choice.tiles_per_batch;
+            }
+            let imgs = if idx + 1 == order.len() {
+                images.take().ok_or_else(|| invalid("the images were consumed"))?
+            } else {
+                images.clone().ok_or_else(|| invalid("the images were consumed"))?
+            };
+            let p = predictor
+                .predict_case(imgs, plans, &cfg, &spec, prev, &copts)
                 .map_err(|e| invalid(format!("predicting case {} with {cfg_name}: {e}", case.id)))?;
             if member {
-                if let Some(pr) = &p.probabilities {
-                    probs.push(pr.clone());
+                if let Some(pr) = p.probabilities {
+                    probs.push(pr);
                 }
             }
-            segs.insert(cfg_name.clone(), p.segmentation.clone());
-            last = Some(p);
+            segs.insert(cfg_name.clone(), p.segmentation);
         }
-        let last = last.ok_or_else(|| invalid("nothing was predicted"))?;
+        if segs.is_empty() {
+            return Err(invalid("nothing was predicted"));
+        }
         let (mut seg, probabilities) = if ensemble {
             let (a, b) = (&probs[0], &probs[1]);
             if a.shape != b.shape || a.num_channels != b.num_channels {
@@ -353,7 +384,7 @@ pub fn predict_cases(
         // Atomic (temporary file + rename per file, data file before header).
         let name = format!("{}{}", case.id, model.file_ending);
         nnunet_io::fsio::write_with(&out.join(&name), Some(&model.file_ending), |tmp| -> Result<()> {
-            Ok(write_segmentation(tmp, &seg, &last.header, spec.foreground_labels.len())?)
+            Ok(write_segmentation(tmp, &seg, &header, spec.foreground_labels.len())?)
         })?;
         if opts.save_probabilities {
             if let Some(p) = &probabilities {

@@ -61,6 +61,9 @@ pub struct TrainOptions {
     pub torch_threads: usize,
     /// Memory budget for keeping decoded store cases in memory (0: always partial reads).
     pub case_cache_bytes: usize,
+    /// Cascade stage: foreground labels the previous stage's segmentation (read from the
+    /// cases, [`crate::sampler::CascadeCase`]) is one-hot encoded over as extra input channels.
+    pub cascade_labels: Vec<i16>,
     /// Initial weights (fine-tuning, nnU-Net's `-pretrained_weights`); a resumed run keeps
     /// its checkpoint's.
     pub pretrained: Option<std::sync::Arc<crate::nnunet_checkpoint::Pretrained>>,
@@ -90,6 +93,7 @@ impl Default for TrainOptions {
             mixed_precision: true,
             torch_threads: 1,
             case_cache_bytes: DEFAULT_CASE_CACHE_BYTES,
+            cascade_labels: Vec::new(),
             pretrained: None,
         }
     }
@@ -375,7 +379,10 @@ impl<'a> Trainer<'a> {
         if cuda {
             tch::Cuda::cudnn_set_benchmark(true);
         }
-        let aug = AugmentConfig::from_configuration(cfg, opts.augment, opts.net.deep_supervision);
+        let aug = AugmentConfig::from_configuration(cfg, opts.augment, opts.net.deep_supervision)
+            .with_cascade(opts.cascade_labels.clone());
+        // The network also sees the one-hot previous-stage channels of a cascade stage.
+        let in_channels = aug.network_channels(in_channels);
         let batch_size = opts.batch_size.unwrap_or(cfg.batch_size).max(1);
         let (mode, names) = (cases.mode.clone(), cases.names.clone());
         let batches = Batches::new(opts, &aug, batch_size, cases)?;
