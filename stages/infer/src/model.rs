@@ -312,6 +312,7 @@ pub fn predict_cases(
             )));
         }
         let header = images.header.clone();
+        let non_finite = images.non_finite;
         // The last configuration consumes the images; earlier ones (a cascade's previous stage,
         // the first member of an ensemble) work on a copy.
         let mut images = Some(images);
@@ -396,7 +397,7 @@ pub fn predict_cases(
         timings.push(CaseTiming {
             case: case.id.clone(),
             seconds: t0.elapsed().as_secs_f64(),
-            non_finite_voxels: images.non_finite,
+            non_finite_voxels: non_finite,
         });
     }
     progress(n, n, "done");

@@ -313,7 +313,7 @@ impl Predictor {
             )));
         }
         let t0 = Instant::now();
-        let CaseImages { channels, spacing, header } = images;
+        let CaseImages { channels, spacing, header, .. } = images;
         let (data, properties) =
             preprocess_channels(channels, spacing, plans, config, prev_stage, &spec.foreground_labels)?;
         let t1 = Instant::now();
