@@ -148,6 +148,9 @@ pub fn builds_torch_unit(session: &Session, opts: &RunOptions) -> Result<bool> {
 }
 
 /// Executes one unit: lock, re-check the cache, build in a staging dir, commit.
+///
+/// Long (~80 lines): the crash-safety sequence reads best in one piece (each step assumes the
+/// previous one held).
 pub fn execute_unit(
     session: &Session,
     u: usize,

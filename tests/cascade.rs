@@ -107,7 +107,11 @@ fn lowres_and_cascade_train_and_predict_end_to_end() {
     for n in &stage_preds {
         let a = nnunet_io::nifti::read_nifti(&run.join("predict").join(n)).unwrap();
         let b = nnunet_io::nifti::read_nifti(&p.path().join("again").join(n)).unwrap();
-        assert_eq!(a.channel_f32(0).unwrap().data, b.channel_f32(0).unwrap().data, "{n}: pipeline predict equals the predict stage");
+        assert_eq!(
+            a.channel_f32(0).unwrap().data,
+            b.channel_f32(0).unwrap().data,
+            "{n}: pipeline predict equals the predict stage"
+        );
     }
 
     // Nothing is stale on a rerun.

@@ -40,6 +40,11 @@ fn state_word(s: &UnitState) -> &'static str {
     }
 }
 
+/// `pipeline status` on a sweep: every variant's units settled against the cache, then one
+/// table of stages x variants with what is shared, as text or JSON.
+///
+/// Long (~110 lines): one pass builds the table for both outputs; the text layout is the
+/// second half.
 pub fn status(a: &StatusArgs, variants: Vec<PipelineSpec>) -> Result<()> {
     let (cache, stat) = open_cache(&variants[0])?;
     let labels: Vec<String> = variants.iter().map(|v| v.variant_label()).collect();

@@ -24,6 +24,9 @@ fn progress_bar(len: u64, hidden: bool) -> indicatif::ProgressBar {
 }
 
 /// `pipeline predict -i IN -o OUT (--run RUN | --model BUNDLE)`.
+///
+/// Long (~100 lines): the command's sequence (model, cases, options, predict, prediction.json,
+/// summary) as a user reads it in the README; each step is a call into nnunet-infer.
 pub fn predict(a: PredictArgs) -> Result<()> {
     let t0 = std::time::Instant::now();
     // A bundle is extracted next to the output, verified, and removed afterwards.
@@ -196,7 +199,8 @@ fn run_unit(run: &Path, kind: &str, cfg: Option<&str>) -> Result<Option<PathBuf>
 
 /// The plans of a run and the plan stage's folder.
 fn run_plan(run: &Path) -> Result<(nnunet_prep::plans::Plans, PathBuf)> {
-    let plan = run_unit(run, engine::kinds::PLAN, None)?.ok_or_else(|| anyhow!("run {} has no plan stage", run.display()))?;
+    let plan =
+        run_unit(run, engine::kinds::PLAN, None)?.ok_or_else(|| anyhow!("run {} has no plan stage", run.display()))?;
     let plans: nnunet_prep::plans::Plans = engine::kinds::read_json(&plan.join("plans.json"))?;
     Ok((plans, plan))
 }
@@ -280,6 +284,9 @@ pub fn bench_step(run: &Path, cfg: &str, bs: Option<usize>, steps: usize, as_jso
 
 /// `pipeline bench predict RUN`: seconds per raw case, without and/or with mirroring, with the
 /// planned (uncapped) network and random weights; peak resident memory of the process.
+///
+/// Long (~120 lines): a benchmark script (set up, time each mode, print text or JSON) read top
+/// to bottom; nothing in it is reused.
 pub fn bench_predict(
     run: &Path,
     cfg: &str,

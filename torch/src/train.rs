@@ -14,6 +14,9 @@ use nnunet_io::table::{Column, Table};
 use nnunet_prep::plans::{Plans, ResolvedConfiguration};
 
 /// Trains, validates, and leaves the fold's artifact in `ctx.out`.
+///
+/// Long (~85 lines): the kind's sequence (inputs, options, pretrained weights, cascade cases,
+/// train, logs, validation) in one place; the work is in nnunet-net.
 pub fn run(ctx: &RunCtx) -> Result<()> {
     let plan_dir = ctx.input(engine::kinds::PLAN)?;
     let plans: Plans = read_json(&plan_dir.join("plans.json"))?;
@@ -143,9 +146,7 @@ fn cascade_cases(
     cases
         .into_iter()
         .map(|c| {
-            let p = segs
-                .get(c.id())
-                .ok_or_else(|| anyhow!("case {} has no previous-stage segmentation", c.id()))?;
+            let p = segs.get(c.id()).ok_or_else(|| anyhow!("case {} has no previous-stage segmentation", c.id()))?;
             let prev = nnunet_infer::export::read_label_array(p)
                 .with_context(|| format!("previous-stage segmentation {}", p.display()))?;
             let cc = nnunet_net::sampler::CascadeCase::new(c, prev)?;

@@ -384,9 +384,10 @@ pub fn predict_cases(
         }
         // Atomic (temporary file + rename per file, data file before header).
         let name = format!("{}{}", case.id, model.file_ending);
-        nnunet_io::fsio::write_with(&out.join(&name), Some(&model.file_ending), |tmp| -> Result<()> {
-            Ok(write_segmentation(tmp, &seg, &header, spec.foreground_labels.len())?)
-        })?;
+        // The image writers are atomic themselves, every file of the image included (the
+        // `.raw`/`.nrrd` data file of `.mhd`/`.nhdr`, a TIFF stack's sidecar), which are named
+        // after the final path: no temporary name here.
+        write_segmentation(&out.join(&name), &seg, &header, spec.foreground_labels.len())?;
         if opts.save_probabilities {
             if let Some(p) = &probabilities {
                 let dir = out.join(format!("{}{}", case.id, nnunet_eval::folder::PROBS_SUFFIX));

@@ -72,18 +72,8 @@ pub fn f32_to_f16_bits(x: f32) -> u16 {
     sign | h as u16
 }
 
-/// IEEE binary16 bits -> f32 (exact).
-pub fn f16_bits_to_f32(h: u16) -> f32 {
-    let sign = if h & 0x8000 != 0 { -1.0f32 } else { 1.0 };
-    let exp = ((h >> 10) & 0x1f) as i32;
-    let man = (h & 0x3ff) as f32;
-    match exp {
-        0 => sign * man * 2f32.powi(-24),
-        0x1f if man == 0.0 => sign * f32::INFINITY,
-        0x1f => f32::NAN,
-        _ => sign * (1.0 + man / 1024.0) * 2f32.powi(exp - 15),
-    }
-}
+/// IEEE binary16 bits -> f32 (exact): the io crate's decoder (also used for `.pth` half tensors).
+pub use nnunet_io::pickle::f16_to_f32 as f16_bits_to_f32;
 
 /// Rounds to the nearest fp16 value (as torch's cast of a float64 tensor does: to f32, then
 /// to f16).
@@ -432,6 +422,9 @@ fn unpad(v: Vec<f32>, k: usize, padded: [usize; 3], lo: [usize; 3], out: [usize;
 ///
 /// Memory: on the CPU the accumulators are the returned buffer (normalized in place), so the
 /// image-sized arrays alive are the input, the `K` logit channels and one weight map.
+///
+/// Long (~135 lines): the tile loop with its batching, mirroring and in-place accumulation is
+/// the hot path; splitting it would pass the accumulators through several signatures.
 pub fn predict_sliding_window_logits(
     nets: &[&dyn SegNetwork],
     data: &Tensor,
