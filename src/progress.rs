@@ -200,3 +200,31 @@ impl RunProgress {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tally(built: usize, cached: usize, failed: usize) -> StageTally {
+        StageTally {
+            name: "train".into(),
+            total: built + cached + failed,
+            single_units: 2,
+            built,
+            cached,
+            failed,
+            skipped: 0,
+            first: None,
+        }
+    }
+
+    #[test]
+    fn stage_lines_count_what_settled_and_time_only_work_done() {
+        assert_eq!(tally(0, 3, 0).line(), "train: 3 cached");
+        assert!(tally(2, 1, 0).line().starts_with("train: 2 built, 1 cached in "), "{}", tally(2, 1, 0).line());
+        assert!(tally(0, 0, 1).line().starts_with("train: 1 failed in "));
+        assert_eq!(status_line("Finished", "x"), "    Finished x");
+        assert_eq!(fmt_secs(3.0), "3.0 s");
+        assert_eq!(fmt_secs(125.0), "2m 05s");
+    }
+}

@@ -32,12 +32,6 @@ pub fn from_run(run_dir: &Path) -> Result<Model> {
         }
     };
     let plan = one(engine::kinds::PLAN)?;
-    let select = one(engine::kinds::ENSEMBLE_SELECT)?;
-    let chosen: Value = engine::kinds::read_json(&select.join("chosen.json"))?;
-    let members: Vec<String> = chosen["members"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|m| m.as_str().map(String::from)).collect())
-        .unwrap_or_default();
     let mut by_cfg: BTreeMap<String, Vec<(String, PathBuf)>> = BTreeMap::new();
     for (coords, dir) in view(engine::kinds::TRAIN_FOLD) {
         let cfg =
@@ -48,6 +42,21 @@ pub fn from_run(run_dir: &Path) -> Result<Model> {
         };
         by_cfg.entry(cfg).or_default().push((fold, dir.join(nnunet_net::checkpoint::FINAL)));
     }
+    // The chosen configuration(s): ensemble-select's choice, or the only trained configuration
+    // of a run without that stage (a sweep that trains one configuration, fine-tuning).
+    let chosen: Value = if view(engine::kinds::ENSEMBLE_SELECT).is_empty() && by_cfg.len() == 1 {
+        let cfg = by_cfg.keys().next().cloned().unwrap_or_default();
+        serde_json::json!({ "members": [cfg], "source": "the only trained configuration (no ensemble-select stage)" })
+    } else {
+        let select = one(engine::kinds::ENSEMBLE_SELECT).with_context(|| {
+            format!("{} configurations were trained: add an ensemble-select stage to choose", by_cfg.len())
+        })?;
+        engine::kinds::read_json(&select.join("chosen.json"))?
+    };
+    let members: Vec<String> = chosen["members"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|m| m.as_str().map(String::from)).collect())
+        .unwrap_or_default();
     let configurations = by_cfg.into_iter().map(|(name, folds)| ModelConfiguration::new(name, folds)).collect();
     let pp = view(engine::kinds::POSTPROCESS).into_iter().next().map(|(_, p)| p.join("postprocessing.json"));
     Ok(Model::new(plan.join("plans.json"), plan.join("dataset.json"), pp, members, configurations, chosen)?)
