@@ -56,6 +56,26 @@ pub fn preflight(kind_name: &str, _kind: &dyn StageKind, ds: &Dataset, cases: &[
     )
 }
 
+/// An error reading an upstream artifact at `dir`: names the artifact (`KIND/KEY`) and, when
+/// its stored data failed a checksum, says how to get it rebuilt.
+pub fn read_error(e: impl Into<anyhow::Error>, what: &str, dir: &Path) -> anyhow::Error {
+    let e: anyhow::Error = e.into();
+    let parts: Vec<String> = dir.components().map(|c| c.as_os_str().to_string_lossy().to_string()).collect();
+    let artifact = parts
+        .iter()
+        .rposition(|p| p == "artifacts")
+        .filter(|&i| i + 3 < parts.len())
+        .map(|i| format!(" (cache artifact {}/{})", parts[i + 1], parts[i + 3]))
+        .unwrap_or_default();
+    let damaged = format!("{e:#}").contains("checksum mismatch");
+    let hint = if damaged {
+        "; the cached data is damaged: `pipeline fsck` evicts damaged artifacts and the next run rebuilds them"
+    } else {
+        ""
+    };
+    e.context(format!("reading {what}{artifact}{hint}"))
+}
+
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_slice(&bytes).with_context(|| format!("cannot parse {}", path.display()))

@@ -192,12 +192,53 @@ pub fn crop_to_nonzero(channels: &[Volume<f32>], label: Option<&Volume<i16>>) ->
     Ok(Cropped { data, seg, bbox, shape_before, shape_after })
 }
 
+/// [`crop_to_nonzero`] taking the volumes: an uncropped axis-aligned case (the bounding box is
+/// the whole image, usual for CT) is moved rather than copied, and otherwise each channel is
+/// cropped and released in turn, so a case is held about once, not twice.
+pub fn crop_to_nonzero_owned(channels: Vec<Volume<f32>>, label: Option<Volume<i16>>) -> Result<Cropped> {
+    let shape_before = check_case_shapes(&channels, label.as_ref())?;
+    let mask = fill_holes(&nonzero_mask(&channels));
+    let bbox = bbox_of_mask(&mask);
+    let (lo, hi) = (bbox.lo(), bbox.hi());
+    let whole = bbox.shape() == shape_before;
+    let data: Vec<Volume<f32>> = channels.into_iter().map(|c| if whole { c } else { c.crop(lo, hi) }).collect();
+    let mask_c = if whole { mask } else { mask.crop(lo, hi) };
+    let seg = match label {
+        Some(l) => {
+            let mut s = if whole { l } else { l.crop(lo, hi) };
+            for (v, &m) in s.data.iter_mut().zip(&mask_c.data) {
+                if *v == 0 && !m {
+                    *v = -1;
+                }
+            }
+            s
+        }
+        None => mask_c.map(|m| if m { 0i16 } else { -1 }),
+    };
+    let shape_after = bbox.shape();
+    Ok(Cropped { data, seg, bbox, shape_before, shape_after })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn vol<T: Copy>(shape: [usize; 3], data: Vec<T>) -> Volume<T> {
         Volume::from_vec(shape, data).unwrap()
+    }
+
+    #[test]
+    fn owned_crop_equals_borrowed_crop() {
+        let s = [4usize, 5, 6];
+        let mut img = Volume::filled(s, 0.0f32);
+        img.set(1, 2, 3, 4.0);
+        img.set(2, 3, 4, -1.0);
+        let lab = Volume::filled(s, 0i16);
+        let a = crop_to_nonzero(&[img.clone()], Some(&lab)).unwrap();
+        assert_eq!(crop_to_nonzero_owned(vec![img], Some(lab)).unwrap(), a);
+        let full = Volume::filled(s, 1.0f32);
+        let b = crop_to_nonzero(&[full.clone()], None).unwrap();
+        assert_eq!(crop_to_nonzero_owned(vec![full], None).unwrap(), b);
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod rng;
 pub mod split;
 pub mod stats;
 pub mod store;
+pub mod stream;
 pub mod topology;
 pub mod vram;
 

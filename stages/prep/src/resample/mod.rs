@@ -13,7 +13,9 @@ mod seg;
 mod zoom;
 
 pub use seg::{resize_segmentation, unique_labels, SegResampleMode};
+pub(crate) use seg::{nearest_rows, one_hot_linear_rows, rows_reach};
 pub use zoom::resize;
+pub(crate) use zoom::{min_max, spline3_cols, spline3_unclipped};
 
 use crate::error::{PrepError, Result};
 use crate::plans::ResamplingKwargs;
@@ -89,21 +91,7 @@ fn resample_axis_map<T: Copy + Send + Sync + Default>(
         return vol.clone();
     }
     let n_in = vol.shape[axis];
-    let scale = n_in as f64 / n_out as f64;
-    let taps: Vec<(usize, usize, f64, f64)> = (0..n_out)
-        .map(|j| {
-            let cc = scale * (j as f64 + 0.5) - 0.5;
-            let clamp = |i: i64| i.clamp(0, n_in as i64 - 1) as usize;
-            if order == 0 {
-                let i = clamp((cc + 0.5).floor() as i64);
-                (i, i, 1.0, 0.0)
-            } else {
-                let f = cc.floor();
-                let w0 = 1.0 - (cc - f);
-                (clamp(f as i64), clamp(f as i64 + 1), w0, 1.0 - w0)
-            }
-        })
-        .collect();
+    let taps = axis_map_taps(n_in, n_out, order);
     let outer: usize = vol.shape[..axis].iter().product();
     let inner: usize = vol.shape[axis + 1..].iter().product();
     let mut data = vec![T::default(); numel(out_shape)];
@@ -118,6 +106,26 @@ fn resample_axis_map<T: Copy + Send + Sync + Default>(
     });
     let _ = outer;
     Volume { shape: out_shape, data }
+}
+
+/// Taps `(i0, i1, w0, w1)` per output index of [`resample_axis_map`]: nearest (order 0, `i0 ==
+/// i1`) or linear, with the align-corners=False map and clamped indices.
+pub(crate) fn axis_map_taps(n_in: usize, n_out: usize, order: u32) -> Vec<(usize, usize, f64, f64)> {
+    let scale = n_in as f64 / n_out as f64;
+    (0..n_out)
+        .map(|j| {
+            let cc = scale * (j as f64 + 0.5) - 0.5;
+            let clamp = |i: i64| i.clamp(0, n_in as i64 - 1) as usize;
+            if order == 0 {
+                let i = clamp((cc + 0.5).floor() as i64);
+                (i, i, 1.0, 0.0)
+            } else {
+                let f = cc.floor();
+                let w0 = 1.0 - (cc - f);
+                (clamp(f as i64), clamp(f as i64 + 1), w0, 1.0 - w0)
+            }
+        })
+        .collect()
 }
 
 /// Moves `axis` to the front (slices become contiguous). Returns the permutation used.
@@ -144,7 +152,7 @@ fn per_slice<T: Copy + Send + Sync + Default>(
     Volume { shape: [n, out_inplane[0], out_inplane[1]], data }
 }
 
-fn check_kwargs(kwargs: &ResamplingKwargs) -> Result<()> {
+pub(crate) fn check_kwargs(kwargs: &ResamplingKwargs) -> Result<()> {
     if kwargs.order_z > 1 {
         return Err(PrepError::Unsupported(format!("order_z {} (only 0 and 1 are implemented)", kwargs.order_z)));
     }
