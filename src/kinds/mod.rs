@@ -76,6 +76,24 @@ pub fn read_error(e: impl Into<anyhow::Error>, what: &str, dir: &Path) -> anyhow
     e.context(format!("reading {what}{artifact}{hint}"))
 }
 
+/// Peak bytes of reading and cropping a raw case (fingerprint, normalize; the memory budget's
+/// estimate): its channels as f32, the label, the raw data being decoded, the nonzero mask and
+/// its hole filling. The voxel count
+/// comes from the NIfTI headers; other formats are guessed from the file sizes.
+pub(crate) fn case_peak_bytes(case: &nnunet_io::dataset::Case) -> u64 {
+    let files = case.files();
+    let voxels: u64 = files
+        .iter()
+        .map(|p| match nnunet_io::nifti::read_header(p) {
+            Ok(h) => (h.shape_zyx().iter().product::<usize>() * h.num_volumes().max(1)) as u64,
+            Err(_) => std::fs::metadata(p).map(|m| m.len() * 4).unwrap_or(0),
+        })
+        .max()
+        .unwrap_or(0);
+    let channels = case.images.len().max(1) as u64;
+    voxels * (channels * 4 + 2 + 2 + 4 + 2) + (24 << 20)
+}
+
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_slice(&bytes).with_context(|| format!("cannot parse {}", path.display()))

@@ -51,7 +51,7 @@ impl StageKind for Normalize {
     fn run(&self, ctx: &RunCtx) -> Result<()> {
         let case = ctx.case()?;
         let plans: Plans = read_json(&ctx.input("plan")?.join("normalization.json"))?;
-        let _memory = ctx.env.memory.reserve(normalize_peak_bytes(case), ctx.cancel)?;
+        let _memory = ctx.env.memory.reserve(super::case_peak_bytes(case), ctx.cancel)?;
         let images = case.read_images().with_context(|| format!("case {}", case.id))?;
         let (label, _) = case.read_label().with_context(|| format!("case {}", case.id))?;
         let n = normalize_case(images.channels, Some(label), images.spacing, &plans)
@@ -165,23 +165,6 @@ impl StageKind for Resample {
             }
         }
     }
-}
-
-/// Peak bytes of normalizing `case` (the memory budget's estimate): its channels as f32, the
-/// label, the raw data being decoded, the nonzero mask and its hole filling. The voxel count
-/// comes from the NIfTI headers; other formats are guessed from the file sizes.
-fn normalize_peak_bytes(case: &nnunet_io::dataset::Case) -> u64 {
-    let files = case.files();
-    let voxels: u64 = files
-        .iter()
-        .map(|p| match nnunet_io::nifti::read_header(p) {
-            Ok(h) => (h.shape_zyx().iter().product::<usize>() * h.num_volumes().max(1)) as u64,
-            Err(_) => std::fs::metadata(p).map(|m| m.len() * 4).unwrap_or(0),
-        })
-        .max()
-        .unwrap_or(0);
-    let channels = case.images.len().max(1) as u64;
-    voxels * (channels * 4 + 2 + 2 + 4 + 2) + (24 << 20)
 }
 
 /// nnU-Net's LabelManager classes for foreground sampling: labels, or regions, plus the ignore key.

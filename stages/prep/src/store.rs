@@ -37,10 +37,13 @@ pub const FORMAT_NORMALIZED: &str = "nnunet-rs/normalized-case/v2";
 pub const FORMAT_PREPROCESSED: &str = "nnunet-rs/preprocessed-case/v2";
 /// `format` attribute of a dataset store's root group.
 pub const FORMAT_DATASET: &str = "nnunet-rs/case-store/v2";
-/// zstd level 3. On normalized Hippocampus data (`zstd -b1 -e3`): level 1 x2.05 at 307 MB/s,
-/// level 2 x2.46 at 280 MB/s, level 3 x2.55 at 224 MB/s; level 2 did not shorten the whole
-/// preprocessing measurably (2.2 s either way), so the smaller files win.
-const ZSTD_LEVEL: i32 = 3;
+/// zstd level of the image data: 1. On normalized Hippocampus data (`zstd -b1 -e3`): level 1
+/// x2.05 at 307 MB/s, level 2 x2.46 at 280 MB/s, level 3 x2.55 at 224 MB/s. At CT size the
+/// compression was a sixth of the whole resampling's CPU time at level 3: the faster level
+/// wins, the files are a fifth larger.
+const ZSTD_LEVEL_DATA: i32 = 1;
+/// zstd level of the label maps (small and very compressible: the better ratio is cheap).
+const ZSTD_LEVEL_SEG: i32 = 3;
 /// Slices per inner chunk of a normalized case (the slab `resample` reads at a time).
 pub const NORMALIZED_SLAB: usize = 8;
 const DIMS: [&str; 4] = ["c", "z", "y", "x"];
@@ -98,16 +101,27 @@ pub fn seg_dtype_for(seg: &[i16]) -> &'static str {
     }
 }
 
+/// Writes the segmentation beside the case array, in slabs of whole inner chunks (bounded
+/// encoder buffers); int8 when every value fits.
 fn write_seg(case: &Path, seg: &Volume<i16>, chunk: [usize; 3], zstd_level: Option<i32>) -> Result<&'static str> {
     let mut c = [0; 4];
     let opts = data_options(chunk, zstd_level, &mut c);
-    let shape = [1, seg.shape[0], seg.shape[1], seg.shape[2]];
+    let [z, y, x] = seg.shape;
     let dtype = seg_dtype_for(&seg.data);
+    let step = chunk[0].max(1) * NORMALIZED_SLAB.div_ceil(chunk[0].max(1));
     if dtype == "int8" {
-        let d: Vec<i8> = seg.data.iter().map(|&v| v as i8).collect();
-        ZarrArray::write(&seg_path(case), &shape, &d, &opts)?;
+        let arr = ZarrArray::create::<i8>(&seg_path(case), &[1, z, y, x], &opts)?;
+        for z0 in (0..z).step_by(step) {
+            let z1 = (z0 + step).min(z);
+            let d: Vec<i8> = seg.data[z0 * y * x..z1 * y * x].iter().map(|&v| v as i8).collect();
+            arr.write_region(&[0, z0, 0, 0], &[1, z1 - z0, y, x], &d)?;
+        }
     } else {
-        ZarrArray::write(&seg_path(case), &shape, &seg.data, &opts)?;
+        let arr = ZarrArray::create::<i16>(&seg_path(case), &[1, z, y, x], &opts)?;
+        for z0 in (0..z).step_by(step) {
+            let z1 = (z0 + step).min(z);
+            arr.write_region(&[0, z0, 0, 0], &[1, z1 - z0, y, x], &seg.data[z0 * y * x..z1 * y * x])?;
+        }
     }
     Ok(dtype)
 }
@@ -146,8 +160,13 @@ pub fn write_normalized(case: &Path, n: &NormalizedCase) -> Result<()> {
     let mut c = [0; 4];
     // An intermediate read once by `resample`: uncompressed chunks (compressing cost more than it saved).
     let data = ZarrArray::create::<f32>(case, &[n.data.len(), shape[0], shape[1], shape[2]], &data_options(chunk, None, &mut c))?;
+    let plane = shape[1] * shape[2];
     for (ci, ch) in n.data.iter().enumerate() {
-        data.write_region(&[ci, 0, 0, 0], &[1, shape[0], shape[1], shape[2]], &ch.data)?;
+        // Slab by slab (whole inner chunks): the encoder holds one slab, not a second case.
+        for z0 in (0..shape[0]).step_by(chunk[0]) {
+            let z1 = (z0 + chunk[0]).min(shape[0]);
+            data.write_region(&[ci, z0, 0, 0], &[1, z1 - z0, shape[1], shape[2]], &ch.data[z0 * plane..z1 * plane])?;
+        }
     }
     write_seg(case, &n.seg, chunk, None)?;
     set_attributes(case, case_attributes(case, &n.properties, n.has_label, FORMAT_NORMALIZED)?)
@@ -281,7 +300,7 @@ impl CaseWriter {
         let data = ZarrArray::create::<f32>(
             case,
             &[channels, shape[0], shape[1], shape[2]],
-            &data_options(chunk, Some(ZSTD_LEVEL), &mut c),
+            &data_options(chunk, Some(ZSTD_LEVEL_DATA), &mut c),
         )?;
         Ok(Self { case: case.to_path_buf(), data, chunk })
     }
@@ -308,7 +327,7 @@ impl CaseWriter {
         if seg.shape != shape {
             return Err(store_err(&self.case, format!("seg of shape {:?} for data of shape {shape:?}", seg.shape)));
         }
-        let seg_dtype = write_seg(&self.case, seg, self.chunk, Some(ZSTD_LEVEL))?;
+        let seg_dtype = write_seg(&self.case, seg, self.chunk, Some(ZSTD_LEVEL_SEG))?;
         let mut attrs = case_attributes(&self.case, properties, has_label, FORMAT_PREPROCESSED)?;
         attrs["target_spacing"] = json!(target_spacing);
         attrs["seg_dtype"] = json!(seg_dtype);
@@ -321,8 +340,12 @@ impl CaseWriter {
 pub fn write_preprocessed(case: &Path, p: &PreprocessedCase, patch_size: &[usize]) -> Result<()> {
     let shape = p.seg.shape;
     let w = CaseWriter::create(case, p.data.len(), shape, patch_size)?;
+    let (cz, plane) = (w.chunk()[0], shape[1] * shape[2]);
     for (c, ch) in p.data.iter().enumerate() {
-        w.write_data(c, [0; 3], shape, &ch.data)?;
+        for z0 in (0..shape[0]).step_by(cz) {
+            let z1 = (z0 + cz).min(shape[0]);
+            w.write_data(c, [z0, 0, 0], [z1 - z0, shape[1], shape[2]], &ch.data[z0 * plane..z1 * plane])?;
+        }
     }
     w.finish(&p.seg, p.has_label, &p.properties, p.target_spacing, &p.class_locations)
 }

@@ -141,27 +141,28 @@ pub(crate) fn one_hot_linear_rows(
     let plane = out_shape[1] * out_shape[2];
     let mut data = vec![0i16; rows.len() * plane];
     let seg = &slab.data;
+    // x taps as (first, last) input index: the interior test needs no weights.
+    let xspan: Vec<(usize, usize)> = taps[2].iter().map(|t| (t[0].0, t[t.len() - 1].0)).collect();
     data.par_chunks_mut(plane.max(1)).enumerate().for_each(|(r, out)| {
         let i = rows.start + r;
         let mut pairs: Vec<(i16, f64)> = Vec::with_capacity(8);
         for (j, row) in out.chunks_mut(out_shape[2].max(1)).enumerate() {
+            // Offsets of the input rows the (z, y) taps of this output row read.
+            let mut bases = [0usize; 4];
+            let mut nb = 0;
+            for &(a, _) in &taps[0][i] {
+                for &(b, _) in &taps[1][j] {
+                    bases[nb] = ((a - z_base) * s1 + b) * s2;
+                    nb += 1;
+                }
+            }
+            let bases = &bases[..nb];
             for (k, o) in row.iter_mut().enumerate() {
                 // Interior voxels: every tap has the same label, which wins in both modes (its
                 // score is the sum of the weights, 1, and the nearest tap is one of them).
-                let l0 = seg[((taps[0][i][0].0 - z_base) * s1 + taps[1][j][0].0) * s2 + taps[2][k][0].0];
-                let mut uniform = true;
-                'taps: for &(a, _) in &taps[0][i] {
-                    for &(b, _) in &taps[1][j] {
-                        let base = ((a - z_base) * s1 + b) * s2;
-                        for &(c, _) in &taps[2][k] {
-                            if seg[base + c] != l0 {
-                                uniform = false;
-                                break 'taps;
-                            }
-                        }
-                    }
-                }
-                if uniform {
+                let (c0, c1) = xspan[k];
+                let l0 = seg[bases[0] + c0];
+                if bases.iter().all(|&b| seg[b + c0] == l0 && seg[b + c1] == l0) {
                     *o = l0;
                     continue;
                 }
