@@ -318,9 +318,10 @@ impl Cache {
     /// damage too (an artifact is exactly what was committed).
     pub fn verify(&self, dir: &Path) -> Vec<Damage> {
         let mp = dir.join("manifest.json");
-        let m = match fs::read(&mp).map_err(|e| e.to_string()).and_then(|b| {
-            serde_json::from_slice::<Manifest>(&b).map_err(|e| e.to_string())
-        }) {
+        let m = match fs::read(&mp)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<Manifest>(&b).map_err(|e| e.to_string()))
+        {
             Ok(m) => m,
             Err(e) => return vec![Damage { file: "manifest.json".into(), problem: format!("unreadable: {e}") }],
         };

@@ -45,7 +45,10 @@ fn damaged_chunk_is_an_error_and_fsck_evicts_it() {
     let key = victim.file_name().unwrap().to_string_lossy().to_string();
     let shard = files(&victim.join("out"))
         .into_iter()
-        .find(|f| f.file_name().is_some_and(|n| n.to_string_lossy().starts_with("c.")) && !f.to_string_lossy().contains("_seg"))
+        .find(|f| {
+            f.file_name().is_some_and(|n| n.to_string_lossy().starts_with("c."))
+                && !f.to_string_lossy().contains("_seg")
+        })
         .expect("a data shard");
     let mut bytes = std::fs::read(&shard).unwrap();
     let at = bytes.len() / 2;
@@ -54,7 +57,12 @@ fn damaged_chunk_is_an_error_and_fsck_evicts_it() {
 
     // The size check of a cache lookup does not see it: a run reading the data does.
     let out = p.cmd(&["run", "--json", "-j", "2", "--force", "resample"]);
-    assert!(!out.status.success(), "a run over a damaged chunk must fail");
+    assert!(
+        !out.status.success(),
+        "a run over a damaged chunk must fail: {} {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("checksum mismatch"), "{err}");
     assert!(err.contains(&format!("normalize/{key}")), "the message names the artifact: {err}");
@@ -95,9 +103,13 @@ fn preprocessed_store_has_four_files_per_case() {
     assert_eq!(ids.len(), 3);
     let all = files(&store);
     for id in &ids {
-        let n = all.iter().filter(|f| f.strip_prefix(&store).unwrap().iter().next().is_some_and(|c| {
-            c.to_string_lossy() == *id || c.to_string_lossy() == format!("{id}_seg")
-        }));
+        let n = all.iter().filter(|f| {
+            f.strip_prefix(&store)
+                .unwrap()
+                .iter()
+                .next()
+                .is_some_and(|c| c.to_string_lossy() == *id || c.to_string_lossy() == format!("{id}_seg"))
+        });
         assert_eq!(n.count(), 4, "files of case {id}: {all:?}");
         let c = CaseStore::open(&store.join(id)).unwrap();
         assert!(c.class_locations().unwrap().total() > 0);
@@ -133,7 +145,8 @@ fn zarr_python_reads_the_same_arrays() {
         eprintln!("SKIP zarr_python_reads_the_same_arrays: no Python with zarr>=3 (run scripts/setup.sh or set PIPELINE_PYTHON)");
         return;
     };
-    let p = Project::new(2, &preprocess_only());
+    let p =
+        Project::new(2, &preprocess_only().replace("configurations: [3d_fullres]", "configurations: [2d, 3d_fullres]"));
     p.run(&[]);
     for cfg in ["2d", "3d_fullres"] {
         let store = p.path().join(format!("runs/t/resample/configuration={cfg}/nnUNetPlans_{cfg}.zarr"));
@@ -141,12 +154,14 @@ fn zarr_python_reads_the_same_arrays() {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/zarr_python_check.py");
         let r = std::process::Command::new(&py).arg(&script).arg(&store).arg(&out).output().unwrap();
         assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-        let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+        let report: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
         let cases = report["cases"].as_object().unwrap();
         assert_eq!(cases.len(), 2);
         for (id, c) in cases {
             let ours = CaseStore::open(&store.join(id)).unwrap();
-            let data: Vec<u8> = ours.read_data().unwrap().iter().flat_map(|v| v.data.iter().flat_map(|x| x.to_le_bytes())).collect();
+            let data: Vec<u8> =
+                ours.read_data().unwrap().iter().flat_map(|v| v.data.iter().flat_map(|x| x.to_le_bytes())).collect();
             assert_eq!(std::fs::read(out.join(format!("{id}.data.bin"))).unwrap(), data, "{cfg} {id} data");
             let seg = ours.read_seg().unwrap();
             let theirs = std::fs::read(out.join(format!("{id}.seg.bin"))).unwrap();

@@ -20,7 +20,8 @@ fn main() {
     let sub = parse(&a[3]);
     let patch = parse(&a[4]);
     let n: u64 = shape.iter().product();
-    let data: Vec<f32> = bytes.chunks_exact(4).take(n as usize).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+    let data: Vec<f32> =
+        bytes.chunks_exact(4).take(n as usize).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
     assert_eq!(data.len() as u64, n);
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(FilesystemStore::new(dir.path()).unwrap());
@@ -52,7 +53,8 @@ fn main() {
         for _ in 0..reps {
             let lo: Vec<u64> = shape.iter().zip(&patch).map(|(s, p)| next(s.saturating_sub(*p) + 1)).collect();
             let ranges: Vec<_> = lo.iter().zip(&patch).zip(&shape).map(|((l, p), s)| *l..(*l + *p).min(*s)).collect();
-            let v: Vec<f32> = arr.retrieve_array_subset_sharded_opt(&cache, &ArraySubset::new_with_ranges(&ranges), &opts).unwrap();
+            let v: Vec<f32> =
+                arr.retrieve_array_subset_sharded_opt(&cache, &ArraySubset::new_with_ranges(&ranges), &opts).unwrap();
             std::hint::black_box(v);
         }
         let r = t.elapsed().as_secs_f64() / reps as f64;
@@ -60,7 +62,12 @@ fn main() {
         let all: Vec<f32> = arr.retrieve_array_subset_opt(&ArraySubset::new_with_shape(shape.clone()), &opts).unwrap();
         let full = t.elapsed().as_secs_f64();
         assert_eq!(all, data);
-        println!("{name:>12}: write {w:.3} s ({:.0} MB/s), {:.1} MB (x{:.2}), patch read {:.2} ms, full read {full:.3} s",
-            n as f64 * 4.0 / w / 1e6, size as f64 / 1e6, n as f64 * 4.0 / size as f64, r * 1e3);
+        println!(
+            "{name:>12}: write {w:.3} s ({:.0} MB/s), {:.1} MB (x{:.2}), patch read {:.2} ms, full read {full:.3} s",
+            n as f64 * 4.0 / w / 1e6,
+            size as f64 / 1e6,
+            n as f64 * 4.0 / size as f64,
+            r * 1e3
+        );
     }
 }

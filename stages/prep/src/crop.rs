@@ -192,20 +192,42 @@ pub fn crop_to_nonzero(channels: &[Volume<f32>], label: Option<&Volume<i16>>) ->
     Ok(Cropped { data, seg, bbox, shape_before, shape_after })
 }
 
-/// [`crop_to_nonzero`] taking the volumes: an uncropped axis-aligned case (the bounding box is
-/// the whole image, usual for CT) is moved rather than copied, and otherwise each channel is
-/// cropped and released in turn, so a case is held about once, not twice.
-pub fn crop_to_nonzero_owned(channels: Vec<Volume<f32>>, label: Option<Volume<i16>>) -> Result<Cropped> {
+/// Crops `v` to `[lo, hi)` within its own buffer (rows move towards the start, never past
+/// a row not yet moved), then releases the tail.
+fn crop_in_place<T: Copy>(v: &mut Volume<T>, lo: [usize; 3], hi: [usize; 3]) {
+    let [_, s1, s2] = v.shape;
+    let shape = [hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]];
+    if shape == v.shape {
+        return;
+    }
+    let mut w = 0;
+    for z in lo[0]..hi[0] {
+        for y in lo[1]..hi[1] {
+            let r = (z * s1 + y) * s2;
+            v.data.copy_within(r + lo[2]..r + hi[2], w);
+            w += shape[2];
+        }
+    }
+    v.data.truncate(w);
+    v.data.shrink_to_fit();
+    v.shape = shape;
+}
+
+/// [`crop_to_nonzero`] taking the volumes and cropping each within its own buffer: a case is
+/// held once, not twice (an uncropped case, usual for CT, is not copied at all).
+pub fn crop_to_nonzero_owned(mut channels: Vec<Volume<f32>>, label: Option<Volume<i16>>) -> Result<Cropped> {
     let shape_before = check_case_shapes(&channels, label.as_ref())?;
-    let mask = fill_holes(&nonzero_mask(&channels));
-    let bbox = bbox_of_mask(&mask);
+    let mut mask_c = fill_holes(&nonzero_mask(&channels));
+    let bbox = bbox_of_mask(&mask_c);
     let (lo, hi) = (bbox.lo(), bbox.hi());
-    let whole = bbox.shape() == shape_before;
-    let data: Vec<Volume<f32>> = channels.into_iter().map(|c| if whole { c } else { c.crop(lo, hi) }).collect();
-    let mask_c = if whole { mask } else { mask.crop(lo, hi) };
+    for c in &mut channels {
+        crop_in_place(c, lo, hi);
+    }
+    let data = channels;
+    crop_in_place(&mut mask_c, lo, hi);
     let seg = match label {
-        Some(l) => {
-            let mut s = if whole { l } else { l.crop(lo, hi) };
+        Some(mut s) => {
+            crop_in_place(&mut s, lo, hi);
             for (v, &m) in s.data.iter_mut().zip(&mask_c.data) {
                 if *v == 0 && !m {
                     *v = -1;

@@ -116,7 +116,13 @@ impl CaseFingerprint {
             .collect();
         let shape_after = bbox.shape();
         let rel = numel(shape_after) as f64 / numel(shape_before) as f64;
-        Ok(CaseFingerprint { spacing, shape_before_crop: shape_before, shape_after_crop: shape_after, relative_size_after_crop: rel, fg_values })
+        Ok(CaseFingerprint {
+            spacing,
+            shape_before_crop: shape_before,
+            shape_after_crop: shape_after,
+            relative_size_after_crop: rel,
+            fg_values,
+        })
     }
 }
 

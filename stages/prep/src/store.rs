@@ -159,7 +159,11 @@ pub fn write_normalized(case: &Path, n: &NormalizedCase) -> Result<()> {
     let chunk = [shape[0].clamp(1, NORMALIZED_SLAB), shape[1].max(1), shape[2].max(1)];
     let mut c = [0; 4];
     // An intermediate read once by `resample`: uncompressed chunks (compressing cost more than it saved).
-    let data = ZarrArray::create::<f32>(case, &[n.data.len(), shape[0], shape[1], shape[2]], &data_options(chunk, None, &mut c))?;
+    let data = ZarrArray::create::<f32>(
+        case,
+        &[n.data.len(), shape[0], shape[1], shape[2]],
+        &data_options(chunk, None, &mut c),
+    )?;
     let plane = shape[1] * shape[2];
     for (ci, ch) in n.data.iter().enumerate() {
         // Slab by slab (whole inner chunks): the encoder holds one slab, not a second case.
@@ -264,7 +268,10 @@ fn decode_locations(case: &Path, v: Option<&Value>, shape: [usize; 3]) -> Result
     for e in entries {
         let key: ClassKey =
             serde_json::from_value(e.get("key").cloned().unwrap_or(Value::Null)).map_err(|err| bad(err.to_string()))?;
-        let deltas = e.get("linear_deltas").and_then(|d| d.as_array()).ok_or_else(|| bad(format!("{key:?}: no linear_deltas")))?;
+        let deltas = e
+            .get("linear_deltas")
+            .and_then(|d| d.as_array())
+            .ok_or_else(|| bad(format!("{key:?}: no linear_deltas")))?;
         let mut lin = 0i64;
         let mut rows = Vec::with_capacity(deltas.len());
         for d in deltas {
@@ -419,7 +426,11 @@ impl CaseStore {
         let s = self.shape();
         let all = self.data.read_all::<f32>()?;
         let n = numel(s);
-        Ok(all.chunks_exact(n.max(1)).take(self.num_channels()).map(|c| Volume { shape: s, data: c.to_vec() }).collect())
+        Ok(all
+            .chunks_exact(n.max(1))
+            .take(self.num_channels())
+            .map(|c| Volume { shape: s, data: c.to_vec() })
+            .collect())
     }
     /// The whole segmentation.
     pub fn read_seg(&self) -> Result<Volume<i16>> {

@@ -42,7 +42,9 @@ enum Path3 {
     Copy,
     /// In-plane per slice, then the z taps; `separate`: nnU-Net's separate-z (per-slice resize
     /// with its own clipping), else in-plane spline passes clipped to the channel's range.
-    PerSlice { separate: bool },
+    PerSlice {
+        separate: bool,
+    },
     /// Order 3 in all axes: in-plane per slab into an intermediate, then the z pass.
     Volume3d,
     /// Orders 0/1 (segmentation) in 3D: output rows from the input slices their taps reach.
@@ -214,7 +216,10 @@ fn per_slice_channel(
         let resized: Vec<Vec<f32>> = if separate {
             need.par_iter()
                 .map(|&i| {
-                    let s = Volume { shape: [1, yi, xi], data: slab.data[(i - lo) * yi * xi..(i - lo + 1) * yi * xi].to_vec() };
+                    let s = Volume {
+                        shape: [1, yi, xi],
+                        data: slab.data[(i - lo) * yi * xi..(i - lo + 1) * yi * xi].to_vec(),
+                    };
                     resize(&s, [1, yo, xo], kw.order).data
                 })
                 .collect()
@@ -379,7 +384,9 @@ mod tests {
         let data = (0..2)
             .map(|c| Volume {
                 shape,
-                data: (0..n).map(|i| (((i * 7919 + c * 13) % 997) as f32 / 97.0).sin() * 3.0 + (i % 17) as f32 * 0.1).collect(),
+                data: (0..n)
+                    .map(|i| (((i * 7919 + c * 13) % 997) as f32 / 97.0).sin() * 3.0 + (i % 17) as f32 * 0.1)
+                    .collect(),
             })
             .collect();
         let seg = Volume {
@@ -472,8 +479,7 @@ mod tests {
             let tgt = target_spacing(&cfg, spacing).unwrap();
             let new_shape = compute_new_shape(shape, spacing, tgt);
             let want_data = resample_data(&n.data, new_shape, spacing, tgt, &cfg.resampling_data).unwrap();
-            let want_seg =
-                resample_seg(&n.seg, new_shape, spacing, tgt, &cfg.resampling_seg, opts.seg_mode).unwrap();
+            let want_seg = resample_seg(&n.seg, new_shape, spacing, tgt, &cfg.resampling_seg, opts.seg_mode).unwrap();
             let want_locations = sample_class_locations(&want_seg, &opts.classes, 7);
             let shape_out = resample_case_streamed(&input, &cfg, &opts, 7, &dir.path().join("p")).unwrap();
             assert_eq!(shape_out, new_shape);

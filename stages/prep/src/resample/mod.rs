@@ -12,8 +12,8 @@
 mod seg;
 mod zoom;
 
-pub use seg::{resize_segmentation, unique_labels, SegResampleMode};
 pub(crate) use seg::{nearest_rows, one_hot_linear_rows, rows_reach};
+pub use seg::{resize_segmentation, unique_labels, SegResampleMode};
 pub use zoom::resize;
 pub(crate) use zoom::{min_max, spline3_cols, spline3_unclipped};
 

@@ -213,7 +213,12 @@ pub(crate) fn nearest_rows(
 }
 
 /// Input slices (along axis 0) the output rows `rows` of an order-`order` (0 or 1) resize read.
-pub(crate) fn rows_reach(n_in: usize, n_out: usize, order: u32, rows: std::ops::Range<usize>) -> std::ops::Range<usize> {
+pub(crate) fn rows_reach(
+    n_in: usize,
+    n_out: usize,
+    order: u32,
+    rows: std::ops::Range<usize>,
+) -> std::ops::Range<usize> {
     let taps = axis_taps(n_in, n_out, order);
     let lo = taps[rows.clone()].iter().flat_map(|t| t.iter().map(|p| p.0)).min().unwrap_or(0);
     let hi = taps[rows].iter().flat_map(|t| t.iter().map(|p| p.0 + 1)).max().unwrap_or(0);
