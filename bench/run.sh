@@ -65,38 +65,10 @@ BENCH_ROWS="$rows" bash scripts/parity-synth.sh > "$out/parity-synth.log" 2>&1 |
 tail -2 "$out/parity-synth.log"
 
 # --- big CT: verify + fingerprint + plan + preprocess at CT size (issue 15), cold caches ---
-# 10 synthetic CT cases of ~160x320x320 (1.5 x 0.8 x 0.8 mm, spacing jittered), 2d + 3d_fullres on
-# both sides; peak RSS of the whole process tree; files: the preprocessed stores per case and
-# configuration (ours: runs/.../resample/configuration=C/*.zarr; nnU-Net: nnUNetPlans_C/), and
-# every file of the whole output (ours: the cache, bookkeeping included; nnU-Net: its
-# nnUNet_preprocessed/DatasetXXX folder).
 if [ "${BENCH_BIGCT:-1}" = 1 ]; then
-  big_name=Dataset902_BigCT
-  big="$out/bigct"
-  mkdir -p "$big"
-  if [ ! -f "$big/$big_name/dataset.json" ]; then
-    echo "bench: big CT: synthesizing the dataset (pipeline synth)"
-    "$bin" synth "$big/$big_name" --cases 10 --modality CT --labels 2 --spacing 1.5,0.8,0.8 --shape 160,320,320 \
-      --spacing-jitter 0.15 --seed 11 --name "$big_name" > "$big/synth.log" 2>&1
-  fi
-  bash scripts/preprocess-yaml.sh bigct "$big/$big_name" "$big/cache" "$big/runs" > "$big/bigct.yaml"
-  echo "bench: big CT preprocessing (ours, cold cache)"
-  discard "$big/cache" "$big/runs"
-  read -r our_big_s our_big_kb < <(timed "$out/ours-bigct.log" "$bin" run -f "$big/bigct.yaml" -j "$threads")
-  echo "bench: big CT preprocessing (nnU-Net, plan_and_preprocess -np $threads -c 2d 3d_fullres --verify_dataset_integrity)"
-  ln -sfn "$big/$big_name" "$nnUNet_raw/$big_name"
-  rm -rf "${nnUNet_preprocessed:?}/$big_name"
-  read -r peer_big_s peer_big_kb < <(timed "$out/peer-bigct.log" nnUNetv2_plan_and_preprocess -d 902 -c 2d 3d_fullres -np "$threads" -npfp "$threads" --verify_dataset_integrity)
-  row "big CT (10 x ~160x320x320, 2d + 3d_fullres): verify + fingerprint + plan + preprocess, wall s" "$our_big_s" "$peer_big_s" "$(ratio "$peer_big_s" "$our_big_s") faster"
-  row "big CT preprocess peak RSS, MB" "$((our_big_kb / 1024))" "$((peer_big_kb / 1024))" "$(ratio "$peer_big_kb" "$our_big_kb") less"
-  our_store_files=$(find "$big"/runs/bigct/resample/configuration=*/ -path '*.zarr/*' -type f ! -path '*.zarr/zarr.json' | wc -l)
-  peer_store_files=$(find "$nnUNet_preprocessed/$big_name"/nnUNetPlans_2d "$nnUNet_preprocessed/$big_name"/nnUNetPlans_3d_fullres -type f | wc -l)
-  row "big CT files per case and configuration in the preprocessed store" "$(python3 -c "print($our_store_files / 20)")" "$(python3 -c "print($peer_store_files / 20)")" "target <= 4"
-  row "big CT files in the whole output (ours: the cache incl. manifests, refs, locks)" "$(find "$big/cache" -type f | wc -l)" "$(find "$nnUNet_preprocessed/$big_name" -type f | wc -l)" ""
-  mkdir -p "$big/ours-pre"
-  for c in 2d 3d_fullres; do ln -sfn "$big/runs/bigct/resample/configuration=$c/nnUNetPlans_$c.zarr" "$big/ours-pre/nnUNetPlans_$c"; done
-  python3 scripts/compare_preprocessed.py -q "$big/ours-pre" "$nnUNet_preprocessed/$big_name" > "$out/parity-bigct.log" 2>&1 && big_parity="PASS" || big_parity="FAIL (see bench/out/parity-bigct.log)"
-  row "big CT preprocessed arrays vs nnU-Net, read with zarr-python $(python3 -c 'import zarr; print(zarr.__version__)') (data 1e-3, labels 99.9%)" "$big_parity" "reference" ""
+  echo "bench: big CT preprocessing (bench/bigct.sh)"
+  BENCH_ROWS="$rows" bash bench/bigct.sh > "$out/bigct.log" 2>&1 || echo "bench: big CT FAILED (see bench/out/bigct.log)"
+  tail -6 "$out/bigct.log"
 fi
 
 # --- cached rerun: nothing to do ---

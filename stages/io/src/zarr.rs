@@ -10,7 +10,9 @@
 //!   zarrs: zarrs 0.23 verifies a crc32c only when it decodes a whole chunk, and its partial
 //!   decoders (every read that does not cover whole chunks: each patch, each slab, and a whole
 //!   array whose shape is not a multiple of its inner chunks) strip the checksum unverified.
-//!   Arrays in other codec chains (written by other tools) are read through zarrs.
+//!   Arrays in other codec chains (written by other tools) are read through zarrs. For ours the
+//!   shard index is read here too (`bytes -> crc32c` at the end of the shard, verified):
+//!   zarrs' `retrieve_encoded_subchunk` does not recognise the index's empty-chunk marker.
 //! - **Sharding** ([`WriteOptions::shard`]): the whole array is one shard file (`c.0.0.0`), the
 //!   `chunks` of the options are its inner chunks (the read granularity). Region reads decode
 //!   only the inner chunks they overlap; the shard index is read once per opened array.
@@ -175,24 +177,46 @@ pub struct ZarrArray {
     own: Option<OwnChain>,
     /// The outer chunk (shard) shape: the file a chunk lives in.
     outer: Vec<usize>,
+    /// Shard indexes read by [`ZarrArray::read_chunk`] (own chain, sharded), by shard.
+    indexes: Arc<std::sync::Mutex<std::collections::HashMap<Vec<u64>, Arc<ShardIndex>>>>,
 }
 
-/// The project's chunk codec chain, `bytes(little) -> [zstd] -> crc32c`.
+/// The project's chunk codec chain, `bytes(little) -> [zstd] -> crc32c`; `sharded`: inside
+/// shards whose index (`bytes -> crc32c`) is at the end.
 #[derive(Clone, Copy, Debug)]
 struct OwnChain {
     zstd: bool,
+    sharded: bool,
 }
+
+/// A shard's index: `(offset, size)` of every inner chunk (C order), `u64::MAX` twice for a
+/// chunk never written; `None` for a shard file that does not exist (all fill value).
+#[derive(Debug)]
+struct ShardIndex {
+    entries: Option<Vec<[u64; 2]>>,
+}
+
+const EMPTY_CHUNK: u64 = u64::MAX;
 
 impl OwnChain {
     /// The chain of the (inner) chunks in `meta` (array metadata as JSON), when it is ours and
     /// the array is one plain grid or exclusively sharded.
     fn of(meta: &Value) -> Option<OwnChain> {
         let codecs = meta.get("codecs")?.as_array()?;
-        let inner = match codecs.as_slice() {
+        let names_of = |list: &Vec<Value>| -> Option<Vec<String>> {
+            list.iter().map(|c| c.get("name").and_then(Value::as_str).map(str::to_string)).collect()
+        };
+        let (inner, sharded) = match codecs.as_slice() {
             [one] if one.get("name")?.as_str()? == "sharding_indexed" => {
-                one.get("configuration")?.get("codecs")?.as_array()?
+                let conf = one.get("configuration")?;
+                let at_end = conf.get("index_location").and_then(Value::as_str).is_none_or(|l| l == "end");
+                let index = names_of(conf.get("index_codecs")?.as_array()?)?;
+                if !at_end || index != ["bytes", "crc32c"] {
+                    return None;
+                }
+                (conf.get("codecs")?.as_array()?, true)
             }
-            _ => codecs,
+            _ => (codecs, false),
         };
         let names: Vec<&str> = inner.iter().map(|c| c.get("name").and_then(Value::as_str)).collect::<Option<_>>()?;
         let endian = inner.first()?.get("configuration").and_then(|c| c.get("endian")).and_then(Value::as_str);
@@ -200,8 +224,8 @@ impl OwnChain {
             return None;
         }
         match names.as_slice() {
-            ["bytes", "crc32c"] => Some(OwnChain { zstd: false }),
-            ["bytes", "zstd", "crc32c"] => Some(OwnChain { zstd: true }),
+            ["bytes", "crc32c"] => Some(OwnChain { zstd: false, sharded }),
+            ["bytes", "zstd", "crc32c"] => Some(OwnChain { zstd: true, sharded }),
             _ => None,
         }
     }
@@ -280,7 +304,17 @@ impl ZarrArray {
             .iter()
             .map(|c| c.get() as usize)
             .collect();
-        Ok(ZarrArray { dir: dir.to_path_buf(), shape, chunks, dtype, array: Arc::new(array), shards, own, outer })
+        Ok(ZarrArray {
+            dir: dir.to_path_buf(),
+            shape,
+            chunks,
+            dtype,
+            array: Arc::new(array),
+            shards,
+            own,
+            outer,
+            indexes: Default::default(),
+        })
     }
 
     /// Writes the metadata of a new array at `dir` (replacing any array there); its chunks
@@ -374,6 +408,7 @@ impl ZarrArray {
         if let Some(c) = &self.shards {
             c.clear();
         }
+        self.indexes.lock().unwrap_or_else(|e| e.into_inner()).clear();
         Ok(())
     }
 
@@ -534,19 +569,88 @@ impl ZarrArray {
 
     /// The (inner) chunk at `idx`, decoded and verified; None when it was never written.
     fn read_chunk<T: Element>(&self, chain: OwnChain, idx: &[usize], len: usize) -> Result<Option<Vec<T>>> {
-        let idx64 = to_u64(idx);
         // The file holding the chunk: its shard, or the chunk itself.
         let outer: Vec<u64> = (0..idx.len()).map(|d| (idx[d] * self.chunks[d] / self.outer[d]) as u64).collect();
         let file = self.dir.join(self.array.chunk_key(&outer).as_str());
-        let encoded = match &self.shards {
-            Some(cache) => self.array.retrieve_encoded_subchunk(cache, &idx64).map_err(|e| array_err(&self.dir, e))?,
-            None => self
-                .array
-                .retrieve_encoded_chunk(&idx64)
-                .map_err(|e| ZarrError::Chunk { path: file.clone(), msg: e.to_string() })?,
+        let encoded = if chain.sharded {
+            let index = self.shard_index(&outer, &file)?;
+            let Some(entries) = &index.entries else { return Ok(None) };
+            // The chunk's position within its shard, C order.
+            let mut at = 0usize;
+            for d in 0..idx.len() {
+                let per = self.outer[d] / self.chunks[d];
+                at = at * per + idx[d] % per;
+            }
+            let [offset, size] = entries[at];
+            if offset == EMPTY_CHUNK && size == EMPTY_CHUNK {
+                return Ok(None);
+            }
+            read_at(&file, offset, size)?
+        } else {
+            match fs::read(&file) {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(ZarrError::Io { path: file, source: e }),
+            }
         };
-        encoded.map(|b| chain.decode(&b, len, &file)).transpose()
+        chain.decode(&encoded, len, &file).map(Some)
     }
+
+    /// The index of the shard at `outer` (file `file`), read and verified once per array.
+    fn shard_index(&self, outer: &[u64], file: &Path) -> Result<Arc<ShardIndex>> {
+        if let Some(i) = self.indexes.lock().unwrap_or_else(|e| e.into_inner()).get(outer) {
+            return Ok(i.clone());
+        }
+        let n: usize = (0..self.outer.len()).map(|d| self.outer[d] / self.chunks[d]).product();
+        let index = match fs::metadata(file) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => ShardIndex { entries: None },
+            Err(e) => return Err(ZarrError::Io { path: file.to_path_buf(), source: e }),
+            Ok(m) => {
+                let need = (n * 16 + 4) as u64;
+                if m.len() < need {
+                    return Err(ZarrError::Chunk {
+                        path: file.to_path_buf(),
+                        msg: format!("{} bytes, shorter than its index of {need}", m.len()),
+                    });
+                }
+                let raw = read_at(file, m.len() - need, need)?;
+                let (body, tail) = raw.split_at(n * 16);
+                if crc32c::crc32c(body) != u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]) {
+                    return Err(ZarrError::Checksum { path: file.to_path_buf() });
+                }
+                let data_end = m.len() - need;
+                let entries: Vec<[u64; 2]> = body
+                    .chunks_exact(16)
+                    .map(|e| {
+                        let v = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+                        [v(&e[..8]), v(&e[8..])]
+                    })
+                    .collect();
+                let bad = entries.iter().any(|&[o, s]| {
+                    !(o == EMPTY_CHUNK && s == EMPTY_CHUNK) && o.checked_add(s).is_none_or(|end| end > data_end)
+                });
+                if bad {
+                    return Err(ZarrError::Chunk {
+                        path: file.to_path_buf(),
+                        msg: "the shard index points past the chunk data".into(),
+                    });
+                }
+                ShardIndex { entries: Some(entries) }
+            }
+        };
+        let index = Arc::new(index);
+        self.indexes.lock().unwrap_or_else(|e| e.into_inner()).insert(outer.to_vec(), index.clone());
+        Ok(index)
+    }
+}
+
+/// `size` bytes of `file` from `offset`.
+fn read_at(file: &Path, offset: u64, size: u64) -> Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let f = fs::File::open(file).map_err(io_err(file))?;
+    let mut buf = vec![0u8; size as usize];
+    f.read_exact_at(&mut buf, offset).map_err(io_err(file))?;
+    Ok(buf)
 }
 
 /// Calls `f` with every index of the box `ext` (C order).
@@ -702,6 +806,22 @@ mod tests {
             }
             assert!(failed >= 1, "some slice reads the damaged chunk ({zstd_level:?})");
             assert!(a.read_all::<f32>().is_err());
+        }
+    }
+
+    /// Chunks equal to the fill value are not stored (zarrs): they read as the fill value,
+    /// whole and in regions, sharded or not.
+    #[test]
+    fn empty_chunks_read_as_fill() {
+        for shard in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let data: Vec<i16> = (0..5 * 4 * 4).map(|i| if i < 40 { 0 } else { (i % 7) as i16 }).collect();
+            let a = ZarrArray::write(&dir.path().join("e"), &[5, 4, 4], &data, &opts(&[2, 2, 2], shard)).unwrap();
+            let a = ZarrArray::open(&a.dir).unwrap();
+            assert_eq!(a.read_all::<i16>().unwrap(), data);
+            let r = a.read_region::<i16>(&[-1, 1, 1], &[3, 2, 2], 9).unwrap();
+            assert_eq!(&r[..4], &[9; 4]);
+            assert_eq!(&r[4..], &[0; 8]);
         }
     }
 
