@@ -6,7 +6,8 @@ Usage:
 
 Compared per configuration: spacing (1e-5 relative), patch size, batch size, median image size,
 normalization schemes, use_mask_for_norm, the network's stages, features, kernel sizes and strides,
-batch_dice and the resampling kwargs (separate-z settings). Exit status 1 on any difference.
+batch_dice, the resampling kwargs (separate-z settings) and next_stage; configurations that only
+inherit (3d_cascade_fullres) by inherits_from and previous_stage. Exit status 1 on any difference.
 """
 import argparse
 import json
@@ -30,6 +31,7 @@ FIELDS = {
     "architecture": arch,
     "resampling_fn_data_kwargs": lambda c: c.get("resampling_fn_data_kwargs"),
     "resampling_fn_seg_kwargs": lambda c: c.get("resampling_fn_seg_kwargs"),
+    "next_stage": lambda c: c.get("next_stage"),
 }
 
 
@@ -71,6 +73,15 @@ def main():
             same = close(a, b)
             ok &= same
             print(f"[{cfg}] {name}: {'ok' if same else 'DIFF'} ours {json.dumps(a)}" + ("" if same else f" peer {json.dumps(b)}"))
+    # Configurations that only inherit (3d_cascade_fullres): their links must match.
+    for cfg, p in peer["configurations"].items():
+        if "data_identifier" in p or (args.configs and cfg not in cfgs):
+            continue
+        o = ours["configurations"].get(cfg, {})
+        for key in ("inherits_from", "previous_stage"):
+            same = o.get(key) == p.get(key)
+            ok &= same
+            print(f"[{cfg}] {key}: {'ok' if same else 'DIFF'} ours {json.dumps(o.get(key))}" + ("" if same else f" peer {json.dumps(p.get(key))}"))
     extra = sorted(set(k for k, v in ours["configurations"].items() if "data_identifier" in v) - set(cfgs))
     if extra and not args.configs:
         print(f"configurations only in ours: {extra}: DIFF")

@@ -30,6 +30,9 @@ pub struct PipelineArgs {
     /// Override a value: STAGE.PARAM=V, NAME=V (global param), device=V; `a,b` sweeps.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+    /// Only this entry of the pipeline's `variants:`.
+    #[arg(long = "variant", value_name = "NAME")]
+    pub variant: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -56,8 +59,10 @@ pub enum Command {
     Predict(PredictArgs),
     /// Write a self-contained model bundle from a run.
     Export(ExportArgs),
-    /// Write an HTML + Markdown report of a run.
+    /// Write an HTML + Markdown report of a run, or the comparison page of a sweep folder.
     Report(ReportArgs),
+    /// Compare run folders on one page (the first is the baseline).
+    Compare(CompareArgs),
     /// Benchmarks (printed figures; compare with the peer through bench/run.sh).
     Bench(BenchArgs),
     /// Cancel the cluster jobs a run submitted.
@@ -188,11 +193,18 @@ pub struct SynthArgs {
     /// Relative per-case jitter of the spacing (0 = every case has exactly `--spacing`).
     #[arg(long, default_value_t = 0.05)]
     pub spacing_jitter: f64,
+    /// Lesion (even label) size relative to the default: radii 0.35-0.5 of the organ's x SCALE.
+    #[arg(long, default_value_t = 1.0)]
+    pub lesion_scale: f64,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Dataset name written to dataset.json.
     #[arg(long)]
     pub name: Option<String>,
+    /// Image format: nii.gz, nii, mha, mhd, nrrd, nhdr, png, bmp, tif (png/bmp: 2D cases; 3
+    /// channels make RGB .png files; tif: 3D stacks with the CASE.json spacing sidecar).
+    #[arg(long, default_value = "nii.gz")]
+    pub format: String,
 }
 
 #[derive(Args, Debug)]
@@ -236,12 +248,27 @@ pub struct PredictArgs {
     /// A run folder (runs/NAME) to take the chosen model from.
     #[arg(long, conflicts_with = "model")]
     pub run: Option<PathBuf>,
-    /// A model bundle written by `pipeline export`.
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    /// Folds to use (default: all in the model).
+    /// A model bundle written by `pipeline export`, or an nnU-Net v2 model folder
+    /// (`Trainer__Plans__Configuration/`, or a results folder with `inference_information.json`).
+    /// Two nnU-Net model folders: an ensemble (probabilities averaged).
+    #[arg(long, num_args = 1..=2)]
+    pub model: Vec<PathBuf>,
+    /// Folds to use (default: all in the model), e.g. 0,1 or all.
     #[arg(long, value_delimiter = ',')]
-    pub folds: Vec<usize>,
+    pub folds: Vec<String>,
+    /// nnU-Net model folders: which checkpoint of each fold, final or best.
+    #[arg(long, default_value = "final")]
+    pub checkpoint: String,
+    /// Sliding-window step as a fraction of the patch size (nnU-Net's -step_size).
+    #[arg(long, default_value_t = 0.5)]
+    pub step_size: f64,
+    /// Accumulate tiles in f16 as nnU-Net does (default f32, more exact); for parity checks.
+    #[arg(long)]
+    pub fp16_accumulation: bool,
+    /// Post-processing to apply: nnU-Net's postprocessing.pkl or our postprocessing.json
+    /// (default: the model's own, if any).
+    #[arg(long)]
+    pub postprocessing: Option<PathBuf>,
     /// Disable mirroring test-time augmentation.
     #[arg(long)]
     pub no_tta: bool,
@@ -254,29 +281,74 @@ pub struct PredictArgs {
     /// Skip the post-processing decided at training time.
     #[arg(long)]
     pub no_postprocessing: bool,
-    /// Memory budget, e.g. 8G, 512M or 50% (default: 3/4 of the machine's memory).
-    #[arg(long, value_name = "SIZE")]
-    pub memory: Option<String>,
+    /// Resident-memory budget of the process, e.g. 4G, 1500M (default: none). The
+    /// sliding-window batch is chosen to fit; a case that cannot fit is refused up front.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub memory: Option<u64>,
     #[arg(long)]
     pub json: bool,
+}
+
+/// Parses a byte size: a number with an optional unit K, M, G, T (powers of 1024; a trailing
+/// `B` or `iB` is accepted), e.g. `4G`, `1.5GiB`, `512M`, `1000000`. Hand-written: one flag does
+/// not justify a dependency.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let v: f64 = num.parse().map_err(|_| format!("'{s}' is not a size (e.g. 4G, 512M)"))?;
+    let unit = unit.trim().to_ascii_uppercase();
+    let unit = unit.strip_suffix("IB").or_else(|| unit.strip_suffix('B')).unwrap_or(&unit);
+    let mult: u64 = match unit {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        other => return Err(format!("'{s}': unknown unit '{other}' (use K, M, G or T)")),
+    };
+    let bytes = v * mult as f64;
+    if !(bytes.is_finite() && bytes >= 1.0) {
+        return Err(format!("'{s}' is not a positive size"));
+    }
+    Ok(bytes as u64)
 }
 
 #[derive(Args, Debug)]
 pub struct ExportArgs {
     /// Run folder (default: the run of ./pipeline.yaml).
     pub run: Option<PathBuf>,
-    /// Output bundle (.tar).
+    /// Output: a bundle (.tar); with `--format nnunet` an nnU-Net v2 model folder (for an
+    /// ensemble: a results folder with one model folder per member and
+    /// `inference_information.json`).
     #[arg(short = 'o', long)]
     pub output: PathBuf,
+    /// bundle (our .tar) or nnunet (model folders nnUNetv2_predict reads).
+    #[arg(long, default_value = "bundle", value_parser = ["bundle", "nnunet"])]
+    pub format: String,
 }
 
 #[derive(Args, Debug)]
 pub struct ReportArgs {
-    /// Run folder (default: the run of ./pipeline.yaml).
+    /// Run folder, or a sweep folder (with sweep.json) for the comparison of its variants
+    /// (default: the run of ./pipeline.yaml).
     pub run: Option<PathBuf>,
     /// Output folder for report.html / report.md (default: RUN/report).
     #[arg(short = 'o', long)]
     pub output: Option<PathBuf>,
+    /// Print the report's summary as JSON (what it found, what is missing, unreadable files).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// Run folders; the first is the baseline.
+    #[arg(required = true, num_args = 2..)]
+    pub runs: Vec<PathBuf>,
+    /// Output folder for report.html / report.md / comparison.json.
+    #[arg(short = 'o', long)]
+    pub output: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -287,8 +359,9 @@ pub struct BenchArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum BenchWhat {
-    /// NIfTI read throughput over a dataset.
-    Nifti {
+    /// Image read throughput over a dataset (any format; `nifti` is an alias).
+    #[command(alias = "nifti")]
+    Read {
         dataset: PathBuf,
         #[arg(long)]
         json: bool,
@@ -325,6 +398,12 @@ pub enum BenchWhat {
         images: Option<PathBuf>,
         #[arg(long, default_value_t = 5)]
         cases: usize,
+        /// Mirroring passes to time: both (without, then with), off, on.
+        #[arg(long, default_value = "both", value_parser = ["both", "off", "on"])]
+        tta: String,
+        /// Resident-memory budget, as `pipeline predict --memory`.
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        memory: Option<u64>,
         #[arg(long)]
         json: bool,
     },
@@ -341,6 +420,24 @@ pub enum BenchWhat {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4G"), Ok(4 << 30));
+        assert_eq!(parse_size("1.5GiB"), Ok(3 << 29));
+        assert_eq!(parse_size("512 MB"), Ok(512 << 20));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert_eq!(parse_size("2k"), Ok(2048));
+        assert!(parse_size("4X").is_err());
+        assert!(parse_size("G").is_err());
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("-1G").is_err());
+    }
 }
 
 #[derive(Args, Debug)]

@@ -62,6 +62,10 @@ struct RawPipeline {
     #[serde(default)]
     slurm: Option<SlurmSettings>,
     stages: IndexMap<String, RawStage>,
+    /// Named variants: `NAME: {KEY: VALUE, ...}` (the same keys as `--set`); the first is the
+    /// baseline of the sweep report.
+    #[serde(default)]
+    variants: IndexMap<String, Option<IndexMap<String, Spanned<Value>>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -142,15 +146,56 @@ pub struct PipelineSpec {
     pub params: IndexMap<String, Located<Value>>,
     pub slurm: SlurmSettings,
     pub stages: Vec<StageSpec>,
-    /// The `--set` assignments that produced this variant (empty for the base pipeline).
+    /// The named variants declared under `variants:` (name, overrides), in file order.
+    pub variants: Vec<NamedVariant>,
+    /// What makes this variant differ from the other variants of its sweep: the `--set`
+    /// assignments that sweep (`a,b`), in order (empty for a single pipeline).
     pub variant: Vec<(String, Value)>,
-    /// Every `--set` applied, as `KEY=VALUE` text (to re-create this variant in cluster jobs).
+    /// The `variants:` entry this spec was made from, if any.
+    pub variant_name: Option<String>,
+    /// Every override applied, `KEY=VALUE`: the named variant's, then every `--set` (swept or
+    /// not). Shown in reports.
+    pub overrides: Vec<(String, Value)>,
+    /// The `--set` assignments applied, as `KEY=VALUE` text (with `variant_name`, re-creates
+    /// this variant in cluster jobs).
     pub sets: Vec<String>,
+    /// Whether this spec is one variant of several (a sweep): its run folder is then
+    /// `OUTPUTS/NAME/LABEL` (see [`PipelineSpec::run_name`]).
+    pub in_sweep: bool,
+}
+
+/// One entry of `variants:`.
+#[derive(Clone, Debug)]
+pub struct NamedVariant {
+    pub name: String,
+    pub overrides: Vec<(String, Located<Value>)>,
 }
 
 impl PipelineSpec {
     pub fn stage(&self, name: &str) -> Option<&StageSpec> {
         self.stages.iter().find(|s| s.name == name)
+    }
+
+    /// The label of this variant within its sweep: the `variants:` name, then the swept
+    /// `--set` values (`batch_norm+train.seed=2`); empty for a single pipeline.
+    pub fn variant_label(&self) -> String {
+        let mut parts: Vec<String> = self.variant_name.iter().cloned().collect();
+        let swept = variant_label(&self.variant);
+        if !swept.is_empty() {
+            parts.push(swept);
+        }
+        parts.join("+")
+    }
+
+    /// The run name: the pipeline's `name`, or `NAME/LABEL` for a variant of a sweep, so every
+    /// variant's run folder sits under the sweep's folder `OUTPUTS/NAME/`.
+    pub fn run_name(&self) -> String {
+        let label = self.variant_label();
+        if self.in_sweep && !label.is_empty() {
+            format!("{}/{label}", self.name)
+        } else {
+            self.name.clone()
+        }
     }
 }
 
@@ -190,6 +235,14 @@ pub fn parse(text: &str, file: &Path) -> Result<PipelineSpec> {
             foreach: s.foreach.into_iter().map(|(k, v)| (k, Located::from_spanned(v))).collect(),
         })
         .collect();
+    let mut variants = Vec::new();
+    for (vname, overrides) in raw.variants {
+        if vname.is_empty() || !vname.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+            bail!("{}: variants: name '{vname}' must be a plain name (letters, digits, '.', '_', '-')", file.display());
+        }
+        let overrides = overrides.unwrap_or_default().into_iter().map(|(k, v)| (k, Located::from_spanned(v))).collect();
+        variants.push(NamedVariant { name: vname, overrides });
+    }
     Ok(PipelineSpec {
         file: file.to_path_buf(),
         name,
@@ -203,8 +256,12 @@ pub fn parse(text: &str, file: &Path) -> Result<PipelineSpec> {
         params: raw.params.into_iter().map(|(k, v)| (k, Located::from_spanned(v))).collect(),
         slurm: raw.slurm.unwrap_or_default(),
         stages,
+        variants,
         variant: Vec::new(),
+        variant_name: None,
+        overrides: Vec::new(),
         sets: Vec::new(),
+        in_sweep: false,
     })
 }
 
@@ -227,39 +284,72 @@ pub fn parse_set(arg: &str) -> Result<SetArg> {
     Ok(SetArg { key, values })
 }
 
-/// Expands `--set` assignments into the cartesian product of variants.
-pub fn expand_sweeps(base: &PipelineSpec, sets: &[SetArg]) -> Result<Vec<PipelineSpec>> {
-    let mut variants: Vec<Vec<(String, Value)>> = vec![Vec::new()];
+/// Expands the pipeline into its variants: each `variants:` entry (or the pipeline itself when
+/// it declares none) × the cartesian product of the `--set` values. `only` picks one named
+/// variant (`--variant NAME`). Every variant gets every `--set`; only what differs between
+/// variants (the variant name, the swept `--set` values) names it.
+pub fn expand_variants(base: &PipelineSpec, sets: &[SetArg], only: Option<&str>) -> Result<Vec<PipelineSpec>> {
+    let named: Vec<Option<&NamedVariant>> = match only {
+        Some(name) => {
+            let v = base.variants.iter().find(|v| v.name == name).ok_or_else(|| {
+                let names: Vec<&str> = base.variants.iter().map(|v| v.name.as_str()).collect();
+                if names.is_empty() {
+                    anyhow!("--variant {name}: {} declares no variants:", base.file.display())
+                } else {
+                    anyhow!("--variant {name}: no such variant in {}; it has {}", base.file.display(), names.join(", "))
+                }
+            })?;
+            vec![Some(v)]
+        }
+        None if base.variants.is_empty() => vec![None],
+        None => base.variants.iter().map(Some).collect(),
+    };
+    let mut combos: Vec<Vec<(String, Value)>> = vec![Vec::new()];
     for s in sets {
         let mut next = Vec::new();
-        for v in &variants {
+        for v in &combos {
             for val in &s.values {
                 let mut w = v.clone();
                 w.push((s.key.clone(), val.clone()));
                 next.push(w);
             }
         }
-        variants = next;
+        combos = next;
     }
-    let sweeping = sets.iter().any(|s| s.values.len() > 1);
-    variants
-        .into_iter()
-        .map(|assign| {
+    let swept: Vec<&str> = sets.iter().filter(|s| s.values.len() > 1).map(|s| s.key.as_str()).collect();
+    // A variant picked out of several declared ones keeps its folder in the sweep's.
+    let in_sweep = named.len() * combos.len() > 1 || base.variants.len() > 1;
+    let mut out = Vec::with_capacity(named.len() * combos.len());
+    for nv in &named {
+        for assign in &combos {
             let mut spec = base.clone();
-            for (k, v) in &assign {
+            if let Some(nv) = nv {
+                for (k, v) in &nv.overrides {
+                    apply_set(&mut spec, k, v.value.clone())
+                        .with_context(|| format!("{}: variant {} ({})", base.file.display(), nv.name, v.at()))?;
+                    spec.overrides.push((k.clone(), v.value.clone()));
+                }
+                spec.variant_name = Some(nv.name.clone());
+            }
+            for (k, v) in assign {
                 apply_set(&mut spec, k, v.clone())?;
-                let text = match v {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                spec.sets.push(format!("{k}={text}"));
+                spec.sets.push(format!("{k}={}", value_text(v)));
+                spec.overrides.push((k.clone(), v.clone()));
             }
-            if sweeping {
-                spec.variant = assign;
-            }
-            Ok(spec)
-        })
-        .collect()
+            spec.variant = assign.iter().filter(|(k, _)| swept.contains(&k.as_str())).cloned().collect();
+            spec.in_sweep = in_sweep;
+            out.push(spec);
+        }
+    }
+    Ok(out)
+}
+
+/// A JSON value as `--set` text (strings without quotes).
+pub fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// Applies one override: `STAGE.PARAM`, `params.NAME` / `NAME` (global), or a top-level key
@@ -361,13 +451,64 @@ stages:
     fn sweeps_expand_cartesian() {
         let s = parse(YAML, Path::new("p.yaml")).unwrap();
         let sets = vec![parse_set("plan.gpu_memory_gb=8,16").unwrap(), parse_set("seed=1,2").unwrap()];
-        let v = expand_sweeps(&s, &sets).unwrap();
+        let v = expand_variants(&s, &sets, None).unwrap();
         assert_eq!(v.len(), 4);
         assert_eq!(v[3].stage("plan").unwrap().with["gpu_memory_gb"].value, json!(16));
         assert_eq!(v[3].params["seed"].value, json!(2));
-        assert_eq!(variant_label(&v[3].variant), "plan.gpu_memory_gb=16+seed=2");
+        assert_eq!(v[3].variant_label(), "plan.gpu_memory_gb=16+seed=2");
+        assert_eq!(v[3].run_name(), "demo/plan.gpu_memory_gb=16+seed=2");
         assert!(parse_set("nokey").is_err());
-        let e = expand_sweeps(&s, &[parse_set("plam.x=1").unwrap()]).unwrap_err().to_string();
+        let e = expand_variants(&s, &[parse_set("plam.x=1").unwrap()], None).unwrap_err().to_string();
         assert!(e.contains("did you mean 'plan'"), "{e}");
+    }
+
+    #[test]
+    fn fixed_sets_apply_to_every_variant_but_do_not_name_it() {
+        let s = parse(YAML, Path::new("p.yaml")).unwrap();
+        let sets: Vec<SetArg> =
+            ["plan.x=1", "seed=7", "plan.gpu_memory_gb=8,16"].iter().map(|a| parse_set(a).unwrap()).collect();
+        let v = expand_variants(&s, &sets, None).unwrap();
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].params["seed"].value, json!(7));
+        assert_eq!(v[1].run_name(), "demo/plan.gpu_memory_gb=16");
+        assert_eq!(v[1].sets, vec!["plan.x=1", "seed=7", "plan.gpu_memory_gb=16"]);
+        assert_eq!(v[1].overrides.len(), 3);
+        // No sweep: one variant, named after the pipeline alone.
+        let one = expand_variants(&s, &sets[..2], None).unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].run_name(), "demo");
+        assert!(!one[0].in_sweep);
+    }
+
+    #[test]
+    fn named_variants_one_at_a_time() {
+        let yaml = format!(
+            "{YAML}variants:\n  baseline:\n  big: {{plan.gpu_memory_gb: 16}}\n  seeded: {{seed: 5, plan.gpu_memory_gb: 4}}\n"
+        );
+        let s = parse(&yaml, Path::new("p.yaml")).unwrap();
+        assert_eq!(s.variants.len(), 3);
+        let v = expand_variants(&s, &[parse_set("seed=1").unwrap()], None).unwrap();
+        assert_eq!(v.iter().map(|x| x.run_name()).collect::<Vec<_>>(), ["demo/baseline", "demo/big", "demo/seeded"]);
+        assert_eq!(v[0].stage("plan").unwrap().with["gpu_memory_gb"].value, json!(8));
+        assert_eq!(v[1].stage("plan").unwrap().with["gpu_memory_gb"].value, json!(16));
+        // --set comes after the variant's own overrides.
+        assert_eq!(v[2].params["seed"].value, json!(1));
+        assert_eq!(v[2].stage("plan").unwrap().with["gpu_memory_gb"].value, json!(4));
+        // A named variant crossed with a sweep.
+        let x = expand_variants(&s, &[parse_set("seed=1,2").unwrap()], None).unwrap();
+        assert_eq!(x.len(), 6);
+        assert_eq!(x[5].run_name(), "demo/seeded+seed=2");
+        // --variant picks one: a single run, in the sweep's folder all the same.
+        let one = expand_variants(&s, &[], Some("big")).unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].variant_name.as_deref(), Some("big"));
+        assert_eq!(one[0].run_name(), "demo/big");
+        let e = expand_variants(&s, &[], Some("nope")).unwrap_err().to_string();
+        assert!(e.contains("baseline, big, seeded"), "{e}");
+        let bad = format!("{YAML}variants:\n  x: {{plam.gpu_memory_gb: 1}}\n");
+        let e = format!("{:#}", expand_variants(&parse(&bad, Path::new("p.yaml")).unwrap(), &[], None).unwrap_err());
+        assert!(e.contains("variant x") && e.contains("line"), "{e}");
+        let bad = format!("{YAML}variants:\n  a/b: {{}}\n");
+        assert!(parse(&bad, Path::new("p.yaml")).is_err());
     }
 }

@@ -1,55 +1,27 @@
-//! Filesystem helpers for crash-safe writes: atomic file replacement, directory fsync,
-//! recursive fsync, and atomic symlink replacement.
+//! Filesystem helpers of the engine: the cache's durability (`syncfs`, the background
+//! [`Flusher`], recursive fsync), atomic symlink replacement and hard links. Atomic file writes
+//! are `nnunet_io::fsio`'s (re-exported here with the engine's error type).
 
 use anyhow::{Context, Result};
 use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// A name unique to this process and call (`.tmp-PID-N-NANOS`).
-pub fn unique_suffix() -> String {
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    format!("{}-{n}-{t}", std::process::id())
-}
+pub use nnunet_io::fsio::unique_suffix;
 
 pub fn fsync_dir(dir: &Path) -> Result<()> {
-    let f = File::open(dir).with_context(|| format!("cannot open {} to sync it", dir.display()))?;
-    f.sync_all().with_context(|| format!("cannot sync {}", dir.display()))?;
-    Ok(())
+    Ok(nnunet_io::fsio::fsync(dir)?)
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory, fsync, rename.
+/// Writes `bytes` to `path` through a temporary file in the same directory, fsync, rename, and
+/// fsync of the directory (`nnunet_io::fsio::write_durable`).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = write_via_temp(path, bytes, true)?;
-    fsync_dir(&dir)
+    Ok(nnunet_io::fsio::write_durable(path, bytes)?)
 }
 
 /// Replaces `path` atomically (temporary file + rename) without fsync: safe against a kill;
 /// durable once the cache is synced (`Cache::sync`).
 pub fn write_replace(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_via_temp(path, bytes, false).map(drop)
-}
-
-/// Writes a temporary file beside `path` (fsynced if `sync`) and renames it over `path`;
-/// returns the folder.
-fn write_via_temp(path: &Path, bytes: &[u8], sync: bool) -> Result<PathBuf> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let tmp =
-        dir.join(format!(".{}.tmp-{}", path.file_name().and_then(|s| s.to_str()).unwrap_or("file"), unique_suffix()));
-    {
-        let mut f = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        f.write_all(bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-        if sync {
-            f.sync_all()?;
-        }
-    }
-    fs::rename(&tmp, path).with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
-    Ok(dir.to_path_buf())
+    Ok(nnunet_io::fsio::write_atomic(path, bytes)?)
 }
 
 /// Makes everything written under `root` durable with one `syncfs(2)` of its filesystem: one

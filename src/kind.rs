@@ -90,6 +90,21 @@ pub trait StageKind: Send + Sync {
     fn reads(&self, _kind: &str, _unit: &UnitView) -> Reads {
         Reads::All
     }
+    /// The item a `foreach` item stands for (default: itself). Items mapping to the same
+    /// canonical item make one unit: `resample` maps `3d_cascade_fullres` to `3d_fullres`,
+    /// whose preprocessed data the cascade trains on.
+    fn canonical_item(&self, coords: &BTreeMap<String, Value>) -> BTreeMap<String, Value> {
+        coords.clone()
+    }
+    /// The coordinates this unit matches upstream units of `kind` with (default: its own).
+    fn upstream_coords(&self, _kind: &str, unit: &UnitView) -> BTreeMap<String, Value> {
+        unit.coords.clone()
+    }
+    /// Whether this unit reads another unit of its own stage, and what of it (default: no).
+    /// A cascade's full-resolution stage reads every fold of its low-resolution stage.
+    fn reads_sibling(&self, _unit: &UnitView, _sibling: &UnitView) -> Option<Reads> {
+        None
+    }
     /// Raw dataset files this unit reads (content-hashed into its key).
     fn raw_inputs(&self, _unit: &UnitView, _ds: &Dataset) -> Vec<PathBuf> {
         Vec::new()
@@ -106,6 +121,17 @@ pub trait StageKind: Send + Sync {
     /// before it would build one of their units.
     fn torch(&self) -> bool {
         false
+    }
+    /// One line about a built unit's output (`out`), printed when a run's progress is plain
+    /// lines (e.g. a training fold's pseudo-Dice); None: nothing to add.
+    fn summary_line(&self, _out: &Path) -> Option<String> {
+        None
+    }
+    /// Checks the raw inputs of the units about to be built (`cases`: their cases, for a
+    /// per-case kind) before anything of the run is written; e.g. `fingerprint` verifies the
+    /// dataset. Called once per kind per run, for units whose keys are known at the start.
+    fn preflight(&self, _ds: &Dataset, _cases: &[&Case]) -> Result<()> {
+        Ok(())
     }
     /// Produces the artifact in `ctx.out`.
     fn run(&self, ctx: &RunCtx) -> Result<()>;

@@ -20,8 +20,13 @@ pub mod kinds;
 pub mod memory;
 pub mod outputs;
 pub mod params;
+pub mod progress;
 pub mod runner;
+pub mod scheduler;
 pub mod session;
 pub mod slurm;
 pub mod statcache;
+pub mod sweep;
+#[cfg(test)]
+pub(crate) mod testutil;
 pub mod torch;

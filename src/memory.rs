@@ -96,31 +96,20 @@ impl MemoryBudget {
     }
 }
 
-/// `1.5G`, `512M`, `800K`, `1000000` (bytes), `40%` (of `machine`); binary units, optional `B`/`iB`.
+/// `1.5G`, `512M`, `800K`, `1000000` (bytes; [`crate::cli::parse_size`], as `predict
+/// --memory`), or `40%` (of `machine`); at least 16M.
 pub fn parse_size(s: &str, machine: u64) -> Result<u64> {
     let t = s.trim();
     let bad = || anyhow!("memory size '{s}': expected e.g. 6G, 512M or 50% (of the machine's {})", human(machine));
-    if let Some(p) = t.strip_suffix('%') {
+    let bytes = if let Some(p) = t.strip_suffix('%') {
         let p: f64 = p.trim().parse().map_err(|_| bad())?;
         if !(p > 0.0 && p <= 100.0) {
             return Err(bad());
         }
-        return Ok((machine as f64 * p / 100.0) as u64);
-    }
-    let u = t.to_ascii_uppercase();
-    let u = u.strip_suffix("IB").or_else(|| u.strip_suffix('B')).unwrap_or(&u);
-    let (num, mult) = match u.chars().last() {
-        Some('K') => (&u[..u.len() - 1], 1u64 << 10),
-        Some('M') => (&u[..u.len() - 1], 1 << 20),
-        Some('G') => (&u[..u.len() - 1], 1 << 30),
-        Some('T') => (&u[..u.len() - 1], 1 << 40),
-        _ => (u, 1),
+        (machine as f64 * p / 100.0) as u64
+    } else {
+        crate::cli::parse_size(t).map_err(|e| anyhow!("memory size: {e}"))?
     };
-    let v: f64 = num.trim().parse().map_err(|_| bad())?;
-    if !(v.is_finite() && v > 0.0) {
-        return Err(bad());
-    }
-    let bytes = (v * mult as f64) as u64;
     if bytes < 16 << 20 {
         bail!("memory size '{s}' is below 16M: too small to run anything");
     }

@@ -53,6 +53,8 @@ pub fn publish(session: &Session, report: &RunReport) -> Result<PathBuf> {
         "dataset": session.spec.dataset.value,
         "cache": session.spec.cache,
         "variant": session.spec.variant.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
+        "variant_name": session.spec.variant_name,
+        "overrides": session.spec.overrides.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
         "seconds": report.seconds,
         "built": report.built, "cached": report.cached, "failed": report.failed, "skipped": report.skipped,
         "units": report.units,

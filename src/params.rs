@@ -52,22 +52,33 @@ impl fmt::Display for ParamType {
 pub struct ParamSpec {
     pub name: &'static str,
     pub ty: ParamType,
-    /// Default as a JSON literal (parsed once, on use).
+    /// Default as a JSON literal (parsed on use; every registered default is checked by a test).
     pub default: &'static str,
+    /// False for a param that tunes how a unit runs (worker threads, checkpoint cadence) but
+    /// not what it produces: it is kept out of the unit's key, so changing it rebuilds nothing.
+    pub changes_output: bool,
     pub help: &'static str,
 }
 
 impl ParamSpec {
-    pub fn default_value(&self) -> Value {
-        serde_json::from_str(self.default).unwrap_or(Value::Null)
+    /// The default, parsed and checked against the param's type.
+    pub fn default_value(&self) -> Result<Value, String> {
+        let v: Value = serde_json::from_str(self.default)
+            .map_err(|e| format!("default {} of '{}' is not JSON: {e}", self.default, self.name))?;
+        normalize(&self.ty, &v).map_err(|e| format!("default {} of '{}': {e}", self.default, self.name))
     }
 }
 
+/// Any integer.
 pub const INT: ParamType = ParamType::Int { min: i64::MIN, max: i64::MAX };
-pub const NON_NEG: ParamType = ParamType::Int { min: 0, max: i64::MAX };
-pub const POSITIVE: ParamType = ParamType::Int { min: 1, max: i64::MAX };
+/// An integer >= 0.
+pub const NON_NEG_INT: ParamType = ParamType::Int { min: 0, max: i64::MAX };
+/// An integer >= 1.
+pub const POSITIVE_INT: ParamType = ParamType::Int { min: 1, max: i64::MAX };
+/// Any finite number.
 pub const FLOAT: ParamType = ParamType::Float { min: f64::MIN, max: f64::MAX };
-pub const POS_FLOAT: ParamType = ParamType::Float { min: 0.0, max: f64::MAX };
+/// A finite number >= 0.
+pub const NON_NEG_FLOAT: ParamType = ParamType::Float { min: 0.0, max: f64::MAX };
 pub const STR: ParamType = ParamType::Str { choices: &[] };
 
 /// Checks `v` against `ty` and returns it in canonical form, or a message saying what is wrong.
@@ -226,12 +237,35 @@ mod tests {
         assert_eq!(normalize(&FLOAT, &json!(1)).unwrap(), json!(1.0));
         assert_eq!(normalize(&INT, &json!(3.0)).unwrap(), json!(3));
         assert!(normalize(&INT, &json!(3.5)).is_err());
-        assert!(normalize(&POSITIVE, &json!(0)).is_err());
+        assert!(normalize(&POSITIVE_INT, &json!(0)).is_err());
+        assert!(normalize(&NON_NEG_FLOAT, &json!(0)).is_ok() && normalize(&NON_NEG_FLOAT, &json!(-0.1)).is_err());
         let choice = ParamType::Str { choices: &["a", "b"] };
         assert!(normalize(&choice, &json!("c")).unwrap_err().contains("one of a, b"));
         static S: ParamType = STR;
         assert_eq!(normalize(&ParamType::List(&S), &json!("2d")).unwrap(), json!(["2d"]));
         assert_eq!(normalize(&ParamType::List(&S), &json!(["2d", "3d_fullres"])).unwrap(), json!(["2d", "3d_fullres"]));
+    }
+
+    #[test]
+    fn every_default_of_every_registered_kind_parses() {
+        for kind in crate::kinds::registry() {
+            for p in kind.params() {
+                let v = p.default_value().unwrap_or_else(|e| panic!("kind {}: {e}", kind.name()));
+                // Null only where the type allows it on purpose (optional values).
+                if v.is_null() {
+                    assert!(
+                        matches!(p.ty, ParamType::OptStr | ParamType::OptFloats),
+                        "kind {}: default of '{}' is null",
+                        kind.name(),
+                        p.name
+                    );
+                }
+            }
+        }
+        let bad = ParamSpec { name: "x", ty: POSITIVE_INT, default: "0", changes_output: true, help: "" };
+        assert!(bad.default_value().unwrap_err().contains("out of range"));
+        let typo = ParamSpec { name: "x", ty: STR, default: "adam", changes_output: true, help: "" };
+        assert!(typo.default_value().unwrap_err().contains("not JSON"));
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! `pipeline run` on this machine: walk the unit graph in dependency order, compute each key
-//! once its upstream is known, take cache hits, and execute the rest on a thread pool within a
-//! CPU budget (one trainer per GPU at a time).
+//! once its upstream is known, take cache hits, and execute the rest on scoped threads within a
+//! CPU budget (one trainer per GPU at a time). The bookkeeping is [`crate::scheduler`]'s; this
+//! module binds it to the session (keys, cache, refs), the worker threads and the progress
+//! view ([`crate::progress`]).
 
 use anyhow::{anyhow, bail, Context, Result};
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,6 +13,8 @@ use std::time::Instant;
 
 use crate::cache::{now_rfc3339, Manifest};
 use crate::kind::{Fanout, Input, RunCtx};
+use crate::progress::RunProgress;
+use crate::scheduler::{Decision, Graph, Need, Scheduler, Settled};
 use crate::session::Session;
 
 /// Set by SIGINT/SIGTERM: running units stop at their next check, nothing new starts.
@@ -38,7 +41,7 @@ pub struct RunOptions {
     pub progress: bool,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Cached,
@@ -65,10 +68,18 @@ pub struct UnitReport {
     pub key: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Seconds the unit took in this run (a cache hit takes ~0).
     pub seconds: f64,
     /// When the unit started, in seconds since the run started (0 for units not built).
     #[serde(default)]
     pub started_s: f64,
+    /// Seconds building its artifact took (the manifest's `duration_s`), whether it was built
+    /// in this run or an earlier one; absent when the unit has no artifact.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build_seconds: Option<f64>,
+    /// When its artifact was built (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub built_at: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -83,16 +94,6 @@ pub struct RunReport {
     /// Manifests of every unit that is complete after the run (for the outputs view).
     #[serde(skip)]
     pub manifests: Vec<Option<Manifest>>,
-}
-
-#[derive(Clone)]
-enum State {
-    Waiting,
-    Queued,
-    Running,
-    Done,
-    Failed,
-    Skipped,
 }
 
 /// Which units a run considers: `--until` keeps a stage and its upstream closure; `--only` runs
@@ -147,6 +148,9 @@ pub fn builds_torch_unit(session: &Session, opts: &RunOptions) -> Result<bool> {
 }
 
 /// Executes one unit: lock, re-check the cache, build in a staging dir, commit.
+///
+/// Long (~80 lines): the crash-safety sequence reads best in one piece (each step assumes the
+/// previous one held).
 pub fn execute_unit(
     session: &Session,
     u: usize,
@@ -172,7 +176,9 @@ pub fn execute_unit(
         let up = &session.dag.units[d.unit];
         let m = manifests[d.unit].as_ref().ok_or_else(|| anyhow!("{}: upstream {} missing", unit.id, up.id))?;
         let dir = session.out_dir(m);
-        if up.stage == unit.stage {
+        // An aggregate's own case units are its case outputs; other units of the same stage a
+        // unit reads (a cascade's previous stage) are inputs like any upstream artifact.
+        if up.stage == unit.stage && unit.aggregate {
             case_outputs.push((up.case.clone().unwrap_or_default(), dir));
         } else {
             inputs.push(Input {
@@ -227,243 +233,248 @@ pub fn execute_unit(
     }
 }
 
-/// Runs the session's pipeline locally.
+/// A unit's name on its own progress line; empty for case units and aggregates.
+fn progress_label(unit: &crate::dag::Unit) -> String {
+    if crate::progress::is_single(unit) {
+        unit.id.to_string()
+    } else {
+        String::new()
+    }
+}
+
+/// What a worker sends back: the unit, its result, seconds it took, when it started (seconds
+/// since the run started).
+type Finished = (usize, Result<(Manifest, bool)>, f64, f64);
+
+/// Runs the session's pipeline locally: preflight, then rounds of the scheduler's steps
+/// (settle, launch, wait for one unit to finish) until nothing runs.
 pub fn run_local(session: &Session, opts: &RunOptions) -> Result<RunReport> {
     let t_start = Instant::now();
     let dag = &session.dag;
-    let n = dag.units.len();
-    let order = dag.unit_order();
-
-    let Selection { selected, cache_only, forced } = Selection::of(dag, opts)?;
-
-    let mut manifests: Vec<Option<Manifest>> = vec![None; n];
-    let mut state = vec![State::Waiting; n];
-    let mut reports: Vec<Option<UnitReport>> = vec![None; n];
-    let jobs = opts.jobs.max(1);
-
-    // Progress: one bar per stage.
-    let mp = MultiProgress::with_draw_target(if opts.progress {
-        ProgressDrawTarget::stderr()
-    } else {
-        ProgressDrawTarget::hidden()
-    });
-    let style = ProgressStyle::with_template("{prefix:>14.bold} [{bar:24}] {pos:>4}/{len:4} {elapsed:>4} {wide_msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
-    let mut bars: BTreeMap<usize, ProgressBar> = BTreeMap::new();
-    for &si in &dag.order {
-        let cnt = dag.stages[si].units.iter().filter(|&&u| selected[u]).count();
-        if cnt == 0 {
-            continue;
-        }
-        let pb = mp.add(ProgressBar::new(cnt as u64));
-        pb.set_style(style.clone());
-        pb.set_prefix(dag.stages[si].name.clone());
-        bars.insert(si, pb);
-    }
-
-    // Preflight: let kinds check raw inputs of units about to be built before anything is
-    // written (dataset verification), for units whose keys are known now.
-    let mut pre: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for &u in &order {
-        let unit = &dag.units[u];
-        if selected[u] && unit.deps.is_empty() && !cache_only[u] {
-            let key = session.components(u, &manifests)?.key();
-            if forced.contains(&unit.stage) || session.cache.lookup(unit.kind.name(), &key).is_none() {
-                pre.entry(unit.kind.name()).or_default().push(u);
-            }
-        }
-    }
-    for (kname, us) in &pre {
-        let kind = dag.units[us[0]].kind;
-        let cases: Vec<&nnunet_io::dataset::Case> = us
-            .iter()
-            .filter_map(|&u| dag.units[u].case.as_ref())
-            .filter_map(|id| session.dataset.cases.iter().find(|c| &c.id == id))
-            .collect();
-        crate::kinds::preflight(kname, kind, &session.dataset, &cases)?;
-    }
-
+    let sel = Selection::of(dag, opts)?;
+    let progress = RunProgress::new(dag, &sel.selected, opts.progress);
+    preflight(session, &sel)?;
     let _flusher = crate::fsutil::Flusher::start(&session.cache.root, std::time::Duration::from_millis(250));
-    let (tx, rx) = mpsc::channel::<(usize, Result<(Manifest, bool)>, f64, f64)>();
-    let mut running = 0usize;
-    let mut cpus_used = 0usize;
-    let mut gpu_busy = false;
-    let mut res_of: Vec<(usize, bool)> = vec![(1, false); n];
-
-    let mut queue: std::collections::VecDeque<usize> = std::collections::VecDeque::new();
+    let mut run = LocalRun::new(session, &sel, opts);
+    let (tx, rx) = mpsc::channel::<Finished>();
     std::thread::scope(|scope| -> Result<()> {
         loop {
-            // Resolve every waiting unit whose upstream is settled.
-            let mut changed = true;
-            while changed {
-                changed = false;
-                for &u in &order {
-                    if !matches!(state[u], State::Waiting) || !(selected[u] || cache_only[u]) {
-                        continue;
-                    }
-                    let unit = &dag.units[u];
-                    if unit.deps.iter().any(|d| matches!(state[d.unit], State::Failed | State::Skipped)) {
-                        state[u] = State::Skipped;
-                        reports[u] = Some(report(
-                            session,
-                            u,
-                            Outcome::Skipped,
-                            None,
-                            Some("an upstream unit failed".into()),
-                            0.0,
-                        ));
-                        if let Some(b) = bars.get(&unit.stage) {
-                            b.inc(1);
-                        }
-                        changed = true;
-                        continue;
-                    }
-                    if !unit.deps.iter().all(|d| matches!(state[d.unit], State::Done)) {
-                        continue;
-                    }
-                    let comps = session.components(u, &manifests)?;
-                    let key = comps.key();
-                    let force = forced.contains(&unit.stage) && selected[u] && !cache_only[u];
-                    session.cache.write_ref(&session.run_name, &unit.id.to_string(), &comps, &key)?;
-                    match session.cache.lookup(unit.kind.name(), &key) {
-                        Some(m) if !force => {
-                            manifests[u] = Some(m);
-                            state[u] = State::Done;
-                            if selected[u] {
-                                reports[u] = Some(report(session, u, Outcome::Cached, Some(key), None, 0.0));
-                                if let Some(b) = bars.get(&unit.stage) {
-                                    b.inc(1);
-                                }
-                            }
-                            changed = true;
-                        }
-                        _ if cache_only[u] => {
-                            bail!(
-                                "--only {}: upstream unit {} is not built for the current inputs; run without --only (or with --until) first",
-                                opts.only.as_deref().unwrap_or(""),
-                                unit.id
-                            );
-                        }
-                        _ => {
-                            state[u] = State::Queued;
-                            queue.push_back(u);
-                        }
-                    }
+            run.settle(&progress)?;
+            for u in run.sched.launch(CANCEL.load(Ordering::Relaxed)) {
+                run.spawn(scope, u, &progress, tx.clone(), t_start);
+            }
+            if run.sched.running() == 0 {
+                let left = run.sched.not_started();
+                if CANCEL.load(Ordering::Relaxed) && left > 0 {
+                    bail!("cancelled: {left} unit(s) not started");
                 }
+                return Ok(());
             }
-            // Launch queued units, in order, while they fit the budget.
-            let mut deferred = std::collections::VecDeque::new();
-            while let Some(u) = queue.pop_front() {
-                let unit = &dag.units[u];
-                let r = unit.kind.resources(&unit.view(), &session.env);
-                let need = r.cpus.clamp(1, jobs);
-                let fits = running == 0 || (cpus_used + need <= jobs && !(r.gpu && gpu_busy));
-                if CANCEL.load(Ordering::Relaxed) {
-                    break;
-                }
-                if !fits {
-                    deferred.push_back(u);
-                    if cpus_used >= jobs {
-                        break;
-                    }
-                    continue;
-                }
-                state[u] = State::Running;
-                running += 1;
-                cpus_used += need;
-                gpu_busy |= r.gpu;
-                res_of[u] = (need, r.gpu);
-                let tx = tx.clone();
-                let snapshot: Vec<Option<Manifest>> = unit.deps.iter().fold(vec![None; n], |mut v, d| {
-                    v[d.unit] = manifests[d.unit].clone();
-                    v
-                });
-                let force = forced.contains(&unit.stage);
-                let bar = bars.get(&unit.stage).cloned();
-                let label = if matches!(unit.kind.fanout(), Fanout::PerCase { .. }) && unit.case.is_some() {
-                    String::new()
-                } else {
-                    unit.id.to_string()
-                };
-                scope.spawn(move || {
-                    let t0 = Instant::now();
-                    let started = t0.duration_since(t_start).as_secs_f64();
-                    let progress = move |pos: u64, len: u64, msg: &str| {
-                        if let Some(b) = &bar {
-                            if !label.is_empty() {
-                                b.set_message(format!("{label} {pos}/{len} {msg}"));
-                            }
-                        }
-                    };
-                    let r = execute_unit(session, u, &snapshot, force, &progress);
-                    let _ = tx.send((u, r, t0.elapsed().as_secs_f64(), started));
-                });
+            let done = rx.recv().map_err(|_| anyhow!("worker channel closed"))?;
+            run.finished(done, &progress);
+        }
+    })?;
+    progress.finish();
+    Ok(run.into_report(t_start))
+}
+
+/// Preflight: the kinds check the raw inputs of units about to be built before anything is
+/// written (dataset verification), for units whose keys are known now (no upstream).
+fn preflight(session: &Session, sel: &Selection) -> Result<()> {
+    let dag = &session.dag;
+    let no_manifests = vec![None; dag.units.len()];
+    let mut by_kind: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for u in dag.unit_order() {
+        let unit = &dag.units[u];
+        if sel.selected[u] && unit.deps.is_empty() && !sel.cache_only[u] {
+            let key = session.components(u, &no_manifests)?.key();
+            if sel.forced.contains(&unit.stage) || session.cache.lookup(unit.kind.name(), &key).is_none() {
+                by_kind.entry(unit.kind.name()).or_default().push(u);
             }
-            deferred.extend(queue.drain(..));
-            queue = deferred;
-            if running == 0 {
-                if !queue.is_empty() && CANCEL.load(Ordering::Relaxed) {
-                    bail!("cancelled: {} unit(s) not started", queue.len());
-                }
-                break;
-            }
-            let (u, r, secs, started) = rx.recv().map_err(|_| anyhow!("worker channel closed"))?;
-            running -= 1;
-            cpus_used -= res_of[u].0;
-            if res_of[u].1 {
-                gpu_busy = false;
-            }
-            let unit = &dag.units[u];
-            if let Some(b) = bars.get(&unit.stage) {
-                b.inc(1);
-            }
-            match r {
-                Ok((m, built)) => {
-                    let key = m.key.clone();
+        }
+    }
+    for units in by_kind.values() {
+        let kind = dag.units[units[0]].kind;
+        let cases: Vec<&nnunet_io::dataset::Case> = units
+            .iter()
+            .filter_map(|&u| dag.units[u].case.as_ref())
+            .filter_map(|id| session.dataset.case(id))
+            .collect();
+        kind.preflight(&session.dataset, &cases)?;
+    }
+    Ok(())
+}
+
+/// A local run in progress: the scheduler, the manifests known so far, each unit's report.
+struct LocalRun<'s, 'c> {
+    session: &'s Session<'c>,
+    sel: &'s Selection,
+    only: Option<String>,
+    sched: Scheduler,
+    manifests: Vec<Option<Manifest>>,
+    reports: Vec<Option<UnitReport>>,
+}
+
+impl<'s, 'c> LocalRun<'s, 'c> {
+    fn new(session: &'s Session<'c>, sel: &'s Selection, opts: &RunOptions) -> Self {
+        let dag = &session.dag;
+        let n = dag.units.len();
+        let graph = Graph {
+            deps: dag.units.iter().map(|u| u.deps.iter().map(|d| d.unit).collect()).collect(),
+            order: dag.unit_order(),
+            considered: (0..n).map(|u| sel.selected[u] || sel.cache_only[u]).collect(),
+            needs: dag
+                .units
+                .iter()
+                .map(|u| {
+                    let r = u.kind.resources(&u.view(), &session.env);
+                    Need { cpus: r.cpus, gpu: r.gpu }
+                })
+                .collect(),
+        };
+        LocalRun {
+            session,
+            sel,
+            only: opts.only.clone(),
+            sched: Scheduler::new(graph, opts.jobs),
+            manifests: vec![None; n],
+            reports: vec![None; n],
+        }
+    }
+
+    /// Step 1: settles what can be settled without running (skips, cache hits), recording
+    /// each unit's ref and report.
+    fn settle(&mut self, progress: &RunProgress) -> Result<()> {
+        let (session, sel) = (self.session, self.sel);
+        let manifests = &mut self.manifests;
+        let only = self.only.as_deref();
+        let settled = self.sched.settle(|u| {
+            let unit = &session.dag.units[u];
+            let comps = session.components(u, manifests)?;
+            let key = comps.key();
+            session.cache.write_ref(&session.run_name, &unit.id.to_string(), &comps, &key)?;
+            let force = sel.forced.contains(&unit.stage) && sel.selected[u] && !sel.cache_only[u];
+            match session.cache.lookup(unit.kind.name(), &key) {
+                Some(m) if !force => {
                     manifests[u] = Some(m);
-                    state[u] = State::Done;
-                    let mut rep =
-                        report(session, u, if built { Outcome::Built } else { Outcome::Cached }, Some(key), None, secs);
-                    rep.started_s = started;
-                    reports[u] = Some(rep);
+                    Ok(Decision::Cached)
                 }
-                Err(e) => {
-                    state[u] = State::Failed;
-                    let msg = format!("{e:#}");
-                    mp.suspend(|| eprintln!("error: {msg}"));
-                    reports[u] = Some(report(session, u, Outcome::Failed, None, Some(msg), secs));
+                _ if sel.cache_only[u] => bail!(
+                    "--only {}: upstream unit {} is not built for the current inputs; run without --only (or with --until) first",
+                    only.unwrap_or(""),
+                    unit.id
+                ),
+                _ => Ok(Decision::Build),
+            }
+        })?;
+        for s in settled {
+            let (u, rep) = match s {
+                Settled::Skipped(u) => {
+                    (u, report(session, u, Outcome::Skipped, None, Some("an upstream unit failed".into()), 0.0))
                 }
+                Settled::Cached(u) => (u, report(session, u, Outcome::Cached, self.manifests[u].as_ref(), None, 0.0)),
+            };
+            if sel.selected[u] {
+                let unit = &session.dag.units[u];
+                progress.unit_settled(unit.stage, rep.outcome, &progress_label(unit), 0.0, None);
+                self.reports[u] = Some(rep);
             }
         }
         Ok(())
-    })?;
-    for b in bars.values() {
-        b.finish();
     }
 
-    let units: Vec<UnitReport> = order
-        .iter()
-        .map(|&u| reports[u].clone().unwrap_or_else(|| report(session, u, Outcome::NotSelected, None, None, 0.0)))
-        .collect();
-    let count = |o: Outcome| units.iter().filter(|r| r.outcome == o).count();
-    Ok(RunReport {
-        run: session.run_name.clone(),
-        built: count(Outcome::Built),
-        cached: count(Outcome::Cached),
-        failed: count(Outcome::Failed),
-        skipped: count(Outcome::Skipped),
-        seconds: t_start.elapsed().as_secs_f64(),
-        units,
-        manifests,
-    })
+    /// Step 2 (per started unit): builds it on a scoped thread with a snapshot of its
+    /// upstream manifests; the result comes back on `tx`.
+    fn spawn<'scope>(
+        &self,
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        u: usize,
+        progress: &RunProgress,
+        tx: mpsc::Sender<Finished>,
+        t_start: Instant,
+    ) where
+        's: 'scope,
+    {
+        let session = self.session;
+        let unit = &session.dag.units[u];
+        let mut snapshot: Vec<Option<Manifest>> = vec![None; self.manifests.len()];
+        for d in &unit.deps {
+            snapshot[d.unit] = self.manifests[d.unit].clone();
+        }
+        let force = self.sel.forced.contains(&unit.stage);
+        let per_case = matches!(unit.kind.fanout(), Fanout::PerCase { .. }) && unit.case.is_some();
+        let reporter = progress.unit_reporter(unit.stage, if per_case { String::new() } else { unit.id.to_string() });
+        progress.unit_started(unit.stage);
+        scope.spawn(move || {
+            let t0 = Instant::now();
+            let started = t0.duration_since(t_start).as_secs_f64();
+            let r = execute_unit(session, u, &snapshot, force, &reporter);
+            let _ = tx.send((u, r, t0.elapsed().as_secs_f64(), started));
+        });
+    }
+
+    /// Step 3: a unit finished; records its manifest or error.
+    fn finished(&mut self, (u, result, secs, started): Finished, progress: &RunProgress) {
+        let session = self.session;
+        self.sched.finished(u, result.is_ok());
+        let unit = &session.dag.units[u];
+        let (rep, detail) = match result {
+            Ok((m, built)) => {
+                let outcome = if built { Outcome::Built } else { Outcome::Cached };
+                let mut rep = report(session, u, outcome, Some(&m), None, secs);
+                rep.started_s = started;
+                let out = session.cache.artifact_dir(unit.kind.name(), &m.key).join("out");
+                let detail = if built { unit.kind.summary_line(&out) } else { None };
+                self.manifests[u] = Some(m);
+                (rep, detail)
+            }
+            Err(e) => {
+                let msg = format!("{e:#}");
+                progress.error(&msg);
+                (report(session, u, Outcome::Failed, None, Some(msg), secs), None)
+            }
+        };
+        progress.unit_settled(unit.stage, rep.outcome, &progress_label(unit), secs, detail);
+        self.reports[u] = Some(rep);
+    }
+
+    fn into_report(self, t_start: Instant) -> RunReport {
+        let session = self.session;
+        let units = session
+            .dag
+            .unit_order()
+            .into_iter()
+            .map(|u| {
+                self.reports[u].clone().unwrap_or_else(|| report(session, u, Outcome::NotSelected, None, None, 0.0))
+            })
+            .collect();
+        RunReport::new(session.run_name.clone(), units, t_start.elapsed().as_secs_f64(), self.manifests)
+    }
 }
 
-fn report(
+impl RunReport {
+    /// A report with its counts taken from `units`.
+    pub fn new(run: String, units: Vec<UnitReport>, seconds: f64, manifests: Vec<Option<Manifest>>) -> RunReport {
+        let count = |o: Outcome| units.iter().filter(|r| r.outcome == o).count();
+        RunReport {
+            run,
+            built: count(Outcome::Built),
+            cached: count(Outcome::Cached),
+            failed: count(Outcome::Failed),
+            skipped: count(Outcome::Skipped),
+            seconds,
+            units,
+            manifests,
+        }
+    }
+}
+
+/// The report of unit `u`; with the unit's manifest, its key and build time.
+pub fn report(
     session: &Session,
     u: usize,
     outcome: Outcome,
-    key: Option<String>,
+    manifest: Option<&Manifest>,
     error: Option<String>,
     seconds: f64,
 ) -> UnitReport {
@@ -477,10 +488,12 @@ fn report(
         coords: unit.coords.clone(),
         view,
         outcome,
-        key,
+        key: manifest.map(|m| m.key.clone()),
         error,
         seconds,
         started_s: 0.0,
+        build_seconds: manifest.map(|m| m.duration_s),
+        built_at: manifest.map(|m| m.started.clone()),
     }
 }
 

@@ -9,14 +9,15 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::config::{PipelineSpec, SlurmKindSettings, SlurmSettings};
 use crate::fsutil::write_atomic;
-use crate::kind::Fanout;
+use crate::kind::{Fanout, Resources};
+use crate::runner::{report, Outcome, RunReport};
 use crate::session::{Session, UnitState};
 
 /// One submitted job (or array).
@@ -114,15 +115,151 @@ pub fn preflight(spec: &PipelineSpec, cache_root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// How units are grouped into jobs within a stage. Arrays sort before single jobs: an
+/// aggregate unit (single) depends on its stage's case units (an array), which must be
+/// submitted first so the dependency can name their job.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum JobGroup {
+    /// The per-case units of one stage item (its coordinates): one job array.
+    Array(Vec<(String, String)>),
+    /// Any other unit: one job.
+    Single(crate::dag::UnitId),
+}
+
+/// The stale units of each job, in submission order (stages in dependency order; within a
+/// stage, arrays first).
+fn group_jobs(dag: &crate::dag::Dag, stale: &[bool]) -> Vec<Vec<usize>> {
+    let mut jobs = Vec::new();
+    for &si in &dag.order {
+        // Groups in the stage's unit order (units reading a sibling come after it), so a job's
+        // `afterok` dependencies are always submitted before it.
+        let mut groups: Vec<(JobGroup, Vec<usize>)> = Vec::new();
+        for &u in dag.stages[si].units.iter().filter(|&&u| stale[u]) {
+            let unit = &dag.units[u];
+            let g = if unit.case.is_some() && matches!(unit.kind.fanout(), Fanout::PerCase { .. }) {
+                JobGroup::Array(unit.id.coords.clone())
+            } else {
+                JobGroup::Single(unit.id.clone())
+            };
+            match groups.iter_mut().find(|(k, _)| *k == g) {
+                Some((_, v)) => v.push(u),
+                None => groups.push((g, vec![u])),
+            }
+        }
+        jobs.extend(groups.into_iter().map(|(_, v)| v));
+    }
+    jobs
+}
+
+/// How a job's script runs its units: `cd WORKDIR && exec EXE exec-unit -f PIPELINE [--set
+/// S]... --run RUN --unit UNIT`.
+#[derive(Clone, Debug)]
+pub struct ExecLine {
+    pub workdir: PathBuf,
+    pub exe: PathBuf,
+    pub pipeline: PathBuf,
+    pub sets: Vec<String>,
+    /// `--variant NAME` of a named variant (`variants:` in pipeline.yaml).
+    pub variant: Option<String>,
+    pub run: String,
+}
+
+/// Everything [`render_job`] needs about one job.
+#[derive(Clone, Debug)]
+pub struct JobSpec {
+    /// The stage (job name `nn-STAGE`).
+    pub stage: String,
+    /// Unit ids, one per array task (one unit: a plain job).
+    pub units: Vec<String>,
+    pub settings: SlurmKindSettings,
+    /// What the kind asks for (used where `settings` leaves CPUs or GPUs open).
+    pub resources: Resources,
+    /// Job ids this job waits for (`afterok`).
+    pub depends_on: Vec<String>,
+    pub script: PathBuf,
+    pub log_dir: PathBuf,
+    pub exec: ExecLine,
+}
+
+/// A job ready for sbatch: the script's text and sbatch's arguments (the script path last).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RenderedJob {
+    pub script: String,
+    pub argv: Vec<String>,
+    /// The `--output` pattern (`%x`, `%j`, `%A`, `%a` filled in by Slurm).
+    pub log: PathBuf,
+}
+
+/// A shell word in single quotes (`'` becomes `'\''`): safe for any path or value.
+pub fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Renders one job: pure, no files, no commands (tested on its own).
+pub fn render_job(job: &JobSpec) -> RenderedJob {
+    let array = job.units.len() > 1;
+    let log = job.log_dir.join(if array { "%x-%A_%a.out" } else { "%x-%j.out" });
+    let mut script = String::from("#!/usr/bin/env bash\nset -euo pipefail\n");
+    script.push_str("UNITS=(\n");
+    for u in &job.units {
+        script.push_str(&format!("  {}\n", sh_quote(u)));
+    }
+    script.push_str(")\nIDX=${SLURM_ARRAY_TASK_ID:-0}\n");
+    let e = &job.exec;
+    let mut sets: String = e.sets.iter().map(|s| format!(" --set {}", sh_quote(s))).collect();
+    if let Some(v) = &e.variant {
+        sets.push_str(&format!(" --variant {}", sh_quote(v)));
+    }
+    script.push_str(&format!(
+        "cd {}\nexec {} exec-unit -f {}{sets} --run {} --unit \"${{UNITS[$IDX]}}\"\n",
+        sh_quote(&e.workdir.to_string_lossy()),
+        sh_quote(&e.exe.to_string_lossy()),
+        sh_quote(&e.pipeline.to_string_lossy()),
+        sh_quote(&e.run),
+    ));
+    let set = &job.settings;
+    let mut argv =
+        vec!["--parsable".to_string(), format!("--job-name=nn-{}", job.stage), format!("--output={}", log.display())];
+    if array {
+        argv.push(format!("--array=0-{}", job.units.len() - 1));
+    }
+    argv.push(format!("--cpus-per-task={}", set.cpus.unwrap_or(job.resources.cpus.max(1))));
+    let gpus = set.gpus.unwrap_or(usize::from(job.resources.gpu));
+    if gpus > 0 {
+        argv.push(format!("--gres=gpu:{gpus}"));
+    }
+    for (flag, v) in [("partition", &set.partition), ("account", &set.account), ("time", &set.time), ("mem", &set.mem)]
+    {
+        if let Some(v) = v {
+            argv.push(format!("--{flag}={v}"));
+        }
+    }
+    if !job.depends_on.is_empty() {
+        argv.push(format!("--dependency=afterok:{}", job.depends_on.join(":")));
+        argv.push("--kill-on-invalid-dep=yes".into());
+    }
+    argv.extend(set.extra.iter().cloned());
+    argv.push(job.script.display().to_string());
+    RenderedJob { script, argv, log }
+}
+
+/// The job id in `sbatch --parsable`'s output (`ID` or `ID;CLUSTER`), if any.
+pub fn parse_job_id(out: &str) -> Option<String> {
+    let id = out.trim().split(';').next().unwrap_or("").trim();
+    (!id.is_empty()).then(|| id.to_string())
+}
+
 /// Submits every unit that is not fresh. Returns the submission (empty when all is cached).
+/// When a submission fails (sbatch fails or prints no job id), the jobs already queued are
+/// cancelled: never half a graph left in the queue.
 pub fn submit(session: &Session, until: Option<&str>, exe: &Path) -> Result<Submission> {
     let dag = &session.dag;
     let states = session.evaluate()?;
     let n = dag.units.len();
-    let mut selected = vec![true; n];
-    if let Some(s) = until {
-        selected = dag.closure_of_stage(dag.stage_index(s)?);
-    }
+    let selected = match until {
+        Some(s) => dag.closure_of_stage(dag.stage_index(s)?),
+        None => vec![true; n],
+    };
     let stale: Vec<bool> = (0..n).map(|u| selected[u] && !matches!(states[u], UnitState::Fresh { .. })).collect();
     let dir = session.cache.root.join("slurm").join(&session.run_name);
     std::fs::create_dir_all(dir.join("logs"))?;
@@ -132,121 +269,131 @@ pub fn submit(session: &Session, until: Option<&str>, exe: &Path) -> Result<Subm
         submitted: crate::cache::now_rfc3339(),
         jobs: Vec::new(),
     };
-    // Group: per-case units of one stage item → one array job; others → one job each.
+    let exec = ExecLine {
+        workdir: std::env::current_dir()?,
+        exe: exe.to_path_buf(),
+        pipeline: sub.pipeline.clone(),
+        sets: session.spec.sets.clone(),
+        variant: session.spec.variant_name.clone(),
+        run: session.run_name.clone(),
+    };
     let mut job_of_unit: HashMap<usize, String> = HashMap::new();
-    for &si in &dag.order {
-        let st = &dag.stages[si];
-        let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-        for &u in &st.units {
-            if !stale[u] {
-                continue;
-            }
-            let unit = &dag.units[u];
-            let g = if unit.case.is_some() && matches!(unit.kind.fanout(), Fanout::PerCase { .. }) {
-                format!("{:?}", unit.id.coords)
-            } else {
-                unit.id.to_string()
-            };
-            groups.entry(g).or_default().push(u);
+    for units in group_jobs(dag, &stale) {
+        let spec = job_spec(session, &units, &stale, &job_of_unit, &dir, &exec)?;
+        let rendered = render_job(&spec);
+        let first = &dag.units[units[0]].id;
+        let id = write_and_sbatch(&spec, &rendered).map_err(|e| {
+            cancel_jobs(&sub.jobs);
+            e.context(format!("submitting {first}; the {} job(s) already queued were cancelled", sub.jobs.len()))
+        })?;
+        for &u in &units {
+            job_of_unit.insert(u, id.clone());
         }
-        for (_, units) in groups {
-            let first = &dag.units[units[0]];
-            let kind = first.kind.name();
-            let set = settings_for(&session.spec.slurm, kind);
-            let res = first.kind.resources(&first.view(), &session.env);
-            let mut deps: Vec<String> = units
-                .iter()
-                .flat_map(|&u| dag.units[u].deps.iter().filter_map(|d| job_of_unit.get(&d.unit).cloned()))
-                .collect();
-            deps.sort();
-            deps.dedup();
-            let name = format!("nn-{}", first.id.stage);
-            let ids: Vec<String> = units.iter().map(|&u| dag.units[u].id.to_string()).collect();
-            let script = dir.join(format!(
-                "{}-{}.sh",
-                first.id.stage,
-                blake3::hash(ids.join("\n").as_bytes()).to_hex().get(..12).unwrap_or("x")
-            ));
-            let log = dir.join("logs").join(if ids.len() > 1 { "%x-%A_%a.out" } else { "%x-%j.out" });
-            let mut body = String::from("#!/usr/bin/env bash\nset -euo pipefail\n");
-            body.push_str(&format!(
-                "UNITS=(\n{}\n)\n",
-                ids.iter().map(|i| format!("  '{}'", i.replace('\'', "'\\''"))).collect::<Vec<_>>().join("\n")
-            ));
-            body.push_str("IDX=${SLURM_ARRAY_TASK_ID:-0}\n");
-            let sets: String =
-                session.spec.sets.iter().map(|s| format!(" --set '{}'", s.replace('\'', "'\\''"))).collect();
-            body.push_str(&format!(
-                "cd '{}'\nexec '{}' exec-unit -f '{}'{sets} --run '{}' --unit \"${{UNITS[$IDX]}}\"\n",
-                std::env::current_dir()?.display(),
-                exe.display(),
-                sub.pipeline.display(),
-                session.run_name
-            ));
-            write_atomic(&script, body.as_bytes())?;
-            let mut cmd = Command::new("sbatch");
-            cmd.arg("--parsable").arg(format!("--job-name={name}")).arg(format!("--output={}", log.display()));
-            if ids.len() > 1 {
-                cmd.arg(format!("--array=0-{}", ids.len() - 1));
-            }
-            let cpus = set.cpus.unwrap_or(res.cpus.max(1));
-            cmd.arg(format!("--cpus-per-task={cpus}"));
-            let gpus = set.gpus.unwrap_or(usize::from(res.gpu));
-            if gpus > 0 {
-                cmd.arg(format!("--gres=gpu:{gpus}"));
-            }
-            if let Some(p) = &set.partition {
-                cmd.arg(format!("--partition={p}"));
-            }
-            if let Some(a) = &set.account {
-                cmd.arg(format!("--account={a}"));
-            }
-            if let Some(t) = &set.time {
-                cmd.arg(format!("--time={t}"));
-            }
-            if let Some(m) = &set.mem {
-                cmd.arg(format!("--mem={m}"));
-            }
-            if !deps.is_empty() {
-                cmd.arg(format!("--dependency=afterok:{}", deps.join(":"))).arg("--kill-on-invalid-dep=yes");
-            }
-            cmd.args(&set.extra);
-            cmd.arg(&script);
-            let out = match run_cmd(&mut cmd) {
-                Ok(o) => o,
-                Err(e) => {
-                    // Do not leave half a DAG queued.
-                    let ids: Vec<String> = sub.jobs.iter().map(|j| j.id.clone()).collect();
-                    if !ids.is_empty() {
-                        let _ = Command::new("scancel").args(&ids).status();
-                    }
-                    return Err(e.context(format!("submitting {}", first.id)));
-                }
-            };
-            let id = out.trim().split(';').next().unwrap_or("").to_string();
-            if id.is_empty() {
-                bail!("sbatch printed no job id for {}", first.id);
-            }
-            for &u in &units {
-                job_of_unit.insert(u, id.clone());
-            }
-            sub.jobs.push(Job {
-                id: id.clone(),
-                name,
-                units: ids,
-                stage: first.id.stage.clone(),
-                log: log
-                    .display()
-                    .to_string()
-                    .replace("%x", &format!("nn-{}", first.id.stage))
-                    .replace("%j", &id)
-                    .replace("%A", &id),
-                depends_on: deps,
-            });
-        }
+        let log = rendered.log.display().to_string();
+        sub.jobs.push(Job {
+            log: log.replace("%x", &format!("nn-{}", spec.stage)).replace("%j", &id).replace("%A", &id),
+            id,
+            name: format!("nn-{}", spec.stage),
+            units: spec.units,
+            stage: spec.stage,
+            depends_on: spec.depends_on,
+        });
     }
     write_atomic(&dir.join("jobs.json"), &serde_json::to_vec_pretty(&sub)?)?;
     Ok(sub)
+}
+
+/// The [`JobSpec`] of the job building `units` (one job or one array).
+fn job_spec(
+    session: &Session,
+    units: &[usize],
+    stale: &[bool],
+    job_of_unit: &HashMap<usize, String>,
+    dir: &Path,
+    exec: &ExecLine,
+) -> Result<JobSpec> {
+    let dag = &session.dag;
+    let first = &dag.units[units[0]];
+    let mut depends_on = Vec::new();
+    for &u in units {
+        for d in &dag.units[u].deps {
+            match job_of_unit.get(&d.unit) {
+                Some(j) => depends_on.push(j.clone()),
+                // A stale upstream unit is always submitted first (group_jobs' order).
+                None if stale[d.unit] => bail!("{}: upstream {} has no job yet", dag.units[u].id, dag.units[d.unit].id),
+                None => {}
+            }
+        }
+    }
+    depends_on.sort();
+    depends_on.dedup();
+    let ids: Vec<String> = units.iter().map(|&u| dag.units[u].id.to_string()).collect();
+    let digest = blake3::hash(ids.join("\n").as_bytes()).to_hex();
+    Ok(JobSpec {
+        stage: first.id.stage.clone(),
+        script: dir.join(format!("{}-{}.sh", first.id.stage, &digest.as_str()[..12])),
+        units: ids,
+        settings: settings_for(&session.spec.slurm, first.kind.name()),
+        resources: first.kind.resources(&first.view(), &session.env),
+        depends_on,
+        log_dir: dir.join("logs"),
+        exec: exec.clone(),
+    })
+}
+
+/// Writes the job's script and submits it; returns the job id.
+fn write_and_sbatch(spec: &JobSpec, job: &RenderedJob) -> Result<String> {
+    write_atomic(&spec.script, job.script.as_bytes())?;
+    let out = run_cmd(Command::new("sbatch").args(&job.argv))?;
+    parse_job_id(&out).ok_or_else(|| anyhow!("sbatch printed no job id (output: {:?})", out.trim()))
+}
+
+/// The run report of a submission once its jobs ended, the same as a local run's (so
+/// `run.json` and `pipeline report` read alike): selected units the jobs built are `built`
+/// (with the build time from their manifest), other fresh ones `cached`, selected units without
+/// an artifact `failed`, units outside `--until`'s closure not selected.
+pub fn run_report(session: &Session, sub: &Submission, until: Option<&str>, seconds: f64) -> Result<RunReport> {
+    let dag = &session.dag;
+    let states = session.evaluate()?;
+    let selected = match until {
+        Some(s) => dag.closure_of_stage(dag.stage_index(s)?),
+        None => vec![true; dag.units.len()],
+    };
+    let submitted: HashSet<&str> = sub.jobs.iter().flat_map(|j| j.units.iter().map(String::as_str)).collect();
+    let units = dag
+        .unit_order()
+        .into_iter()
+        .map(|u| match (&states[u], selected[u]) {
+            (_, false) => report(session, u, Outcome::NotSelected, None, None, 0.0),
+            (UnitState::Fresh { manifest, .. }, true) => {
+                if submitted.contains(dag.units[u].id.to_string().as_str()) {
+                    report(session, u, Outcome::Built, Some(manifest), None, manifest.duration_s)
+                } else {
+                    report(session, u, Outcome::Cached, Some(manifest), None, 0.0)
+                }
+            }
+            (_, true) => {
+                let msg = "its Slurm job did not produce the artifact (failed, cancelled, or waiting on one that did)";
+                report(session, u, Outcome::Failed, None, Some(msg.into()), 0.0)
+            }
+        })
+        .collect();
+    let manifests = states
+        .into_iter()
+        .map(|s| match s {
+            UnitState::Fresh { manifest, .. } => Some(*manifest),
+            _ => None,
+        })
+        .collect();
+    Ok(RunReport::new(session.run_name.clone(), units, seconds, manifests))
+}
+
+/// Best-effort `scancel` of submitted jobs.
+fn cancel_jobs(jobs: &[Job]) {
+    let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
+    if !ids.is_empty() {
+        let _ = Command::new("scancel").args(&ids).status();
+    }
 }
 
 /// State of one job (or array task) as Slurm reports it; None when Slurm forgot it.
@@ -383,4 +530,160 @@ pub fn unit_job_states(cache_root: &Path, run: &str) -> HashMap<String, (String,
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil;
+
+    fn job(units: &[&str], deps: &[&str]) -> JobSpec {
+        JobSpec {
+            stage: "train".into(),
+            units: units.iter().map(|u| u.to_string()).collect(),
+            settings: SlurmKindSettings::default(),
+            resources: Resources { cpus: 3, gpu: true },
+            depends_on: deps.iter().map(|d| d.to_string()).collect(),
+            script: PathBuf::from("/c/slurm/r/train-x.sh"),
+            log_dir: PathBuf::from("/c/slurm/r/logs"),
+            exec: ExecLine {
+                workdir: PathBuf::from("/p"),
+                exe: PathBuf::from("/bin/pipeline"),
+                pipeline: PathBuf::from("/p/pipeline.yaml"),
+                sets: vec![],
+                variant: None,
+                run: "r".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn one_unit_is_a_plain_job_with_the_kinds_resources() {
+        let r = render_job(&job(&["train[configuration=2d,fold=0]"], &[]));
+        assert_eq!(
+            r.argv,
+            [
+                "--parsable",
+                "--job-name=nn-train",
+                "--output=/c/slurm/r/logs/%x-%j.out",
+                "--cpus-per-task=3",
+                "--gres=gpu:1",
+                "/c/slurm/r/train-x.sh"
+            ]
+        );
+        assert!(r.script.contains("UNITS=(\n  'train[configuration=2d,fold=0]'\n)\n"), "{}", r.script);
+        assert!(r.script.ends_with(
+            "cd '/p'\nexec '/bin/pipeline' exec-unit -f '/p/pipeline.yaml' --run 'r' --unit \"${UNITS[$IDX]}\"\n"
+        ));
+    }
+
+    #[test]
+    fn arrays_dependencies_and_settings() {
+        let mut j = job(&["n[case=a]", "n[case=b]", "n[case=c]"], &["11", "12"]);
+        j.settings = SlurmKindSettings {
+            partition: Some("gpu".into()),
+            account: Some("lab".into()),
+            time: Some("1:00:00".into()),
+            mem: Some("8G".into()),
+            cpus: Some(8),
+            gpus: Some(0),
+            extra: vec!["--qos=high".into()],
+        };
+        let r = render_job(&j);
+        assert_eq!(
+            r.argv,
+            [
+                "--parsable",
+                "--job-name=nn-train",
+                "--output=/c/slurm/r/logs/%x-%A_%a.out",
+                "--array=0-2",
+                "--cpus-per-task=8",
+                "--partition=gpu",
+                "--account=lab",
+                "--time=1:00:00",
+                "--mem=8G",
+                "--dependency=afterok:11:12",
+                "--kill-on-invalid-dep=yes",
+                "--qos=high",
+                "/c/slurm/r/train-x.sh"
+            ]
+        );
+        assert_eq!(r.log, PathBuf::from("/c/slurm/r/logs/%x-%A_%a.out"));
+    }
+
+    /// The script, run by bash with a stand-in for the binary, passes every word through
+    /// unchanged: quotes, spaces and `$` in paths, sets and unit ids.
+    #[test]
+    fn the_script_quotes_every_word() {
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path().join("it's a $HOME");
+        std::fs::create_dir_all(&work).unwrap();
+        let exe = dir.path().join("fake pipeline");
+        std::fs::write(&exe, "#!/usr/bin/env bash\nprintf '<%s>' \"$PWD\" \"$@\"\n").unwrap();
+        std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let mut j = job(&["s[case=x'1]", "s[case=$(y)]"], &[]);
+        j.exec = ExecLine {
+            workdir: work.clone(),
+            exe,
+            pipeline: work.join("p'q.yaml"),
+            sets: vec!["train.norm=it's".into()],
+            variant: Some("v'1".into()),
+            run: "r+a=b c".into(),
+        };
+        let script = dir.path().join("job.sh");
+        std::fs::write(&script, render_job(&j).script).unwrap();
+        let out = std::process::Command::new("bash").arg(&script).env("SLURM_ARRAY_TASK_ID", "1").output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let want = format!(
+            "<{}><exec-unit><-f><{}><--set><train.norm=it's><--variant><v'1><--run><r+a=b c><--unit><s[case=$(y)]>",
+            work.display(),
+            work.join("p'q.yaml").display()
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), want);
+    }
+
+    #[test]
+    fn job_ids_from_sbatch_output() {
+        assert_eq!(parse_job_id("123\n"), Some("123".into()));
+        assert_eq!(parse_job_id("123;cluster\n"), Some("123".into()));
+        assert_eq!(parse_job_id("\n"), None);
+        assert_eq!(parse_job_id(";cluster"), None);
+        assert_eq!(sh_quote("a'b"), r"'a'\''b'");
+    }
+
+    #[test]
+    fn jobs_group_case_units_into_arrays_submitted_before_their_aggregate() {
+        let dir = tempfile::tempdir().unwrap();
+        let ds = testutil::dataset(dir.path(), 3);
+        let spec = testutil::pipeline(
+            dir.path(),
+            "  configurations: [2d, 3d_fullres]",
+            "  fingerprint:\n    uses: fingerprint\n  plan:\n    uses: plan\n    needs: [fingerprint]\n  \
+             norm:\n    uses: normalize\n    needs: [plan]\n  res:\n    uses: resample\n    needs: [norm]\n",
+        );
+        let dag = crate::dag::build(&spec, &ds).unwrap();
+        let all = vec![true; dag.units.len()];
+        let names = |jobs: Vec<Vec<usize>>| -> Vec<Vec<String>> {
+            jobs.into_iter().map(|j| j.into_iter().map(|u| dag.units[u].id.to_string()).collect()).collect()
+        };
+        let jobs = names(group_jobs(&dag, &all));
+        let case = |s: &str| (0..3).map(|i| format!("{s}case=case_00{i}]")).collect::<Vec<_>>();
+        assert_eq!(
+            jobs,
+            vec![
+                case("fingerprint["),
+                vec!["fingerprint".to_string()],
+                vec!["plan".to_string()],
+                case("norm["),
+                case("res[configuration=2d,"),
+                case("res[configuration=3d_fullres,"),
+                vec!["res[configuration=2d]".to_string()],
+                vec!["res[configuration=3d_fullres]".to_string()],
+            ]
+        );
+        // Only stale units are submitted.
+        let mut stale = vec![false; dag.units.len()];
+        stale[dag.units.iter().position(|u| u.id.to_string() == "plan").unwrap()] = true;
+        assert_eq!(names(group_jobs(&dag, &stale)), vec![vec!["plan".to_string()]]);
+    }
 }

@@ -13,7 +13,8 @@
 //! `pipeline-torch` (same arguments, same environment, nothing written yet).
 //!
 //! Architecture invariant: nothing in this crate's library imports `tch`, `nnunet-net` or
-//! `nnunet-infer`; `tests/split_binary.rs` checks that the engine binary does not link libtorch.
+//! `nnunet-infer`, and cannot: the package's manifest does not list them. `tests/engine.rs`
+//! (`engine_binary_does_not_link_libtorch_and_hands_over`) also checks the built binary.
 
 use anyhow::{anyhow, Context, Result};
 use std::path::PathBuf;

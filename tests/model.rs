@@ -21,6 +21,41 @@ fn full() -> String {
     .text()
 }
 
+/// `pipeline report` on a real run's folder: every section there, nothing missing or
+/// unreadable, a build time for every stage (from run.json).
+fn report_has_every_section(p: &Project, run: &str) {
+    let out = p.cmd(&["report", run, "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["missing"], serde_json::json!([]), "sections without data: {s}");
+    assert_eq!(s["problems"], serde_json::json!([]), "unreadable files: {s}");
+    for k in ["plans", "chosen", "postprocessing", "test"] {
+        assert!(s[k].is_object(), "no {k} in {s}");
+    }
+    assert!(!s["cv_configurations"].as_array().unwrap().is_empty() && s["figures"].as_u64().unwrap() > 5, "{s}");
+    let timed: Vec<&str> = s["stage_seconds"].as_array().unwrap().iter().map(|t| t[0].as_str().unwrap()).collect();
+    let stages =
+        ["fingerprint", "plan", "normalize", "resample", "train", "select", "postprocess", "predict", "evaluate"];
+    assert_eq!(timed, stages, "build times per stage");
+    let md = std::fs::read_to_string(p.path().join(run).join("report/report.md")).unwrap();
+    for title in [
+        "Overview",
+        "Dataset fingerprint",
+        "Plans",
+        "Training",
+        "Cross-validation",
+        "Model selection",
+        "Post-processing",
+        "Test set",
+        "Example slices",
+        "Timings",
+    ] {
+        assert!(md.contains(&format!("\n## {title}\n")), "no section {title}");
+    }
+    assert!(!md.contains("**Not in this run:**") && !md.contains("**Problem:**"), "{md}");
+    assert!(p.path().join(run).join("report/report.html").is_file());
+}
+
 fn files(dir: &Path, ending: &str) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
@@ -56,6 +91,7 @@ fn run_export_and_predict_with_the_bundle_elsewhere() {
     assert_eq!(ranking.as_array().unwrap().len(), 3, "2 configurations + 1 pair ensemble: {ranking}");
     let preds = files(&run.join("predict"), ".nii.gz");
     assert_eq!(preds.len(), 2, "{preds:?}");
+    report_has_every_section(&p, "runs/m");
 
     // Export, then predict from the bundle in an unrelated folder.
     let bundle = p.path().join("model.tar");

@@ -1,18 +1,20 @@
 //! The Slurm executor against a real single-node cluster (started by `scripts/slurm-up.sh`,
-//! which `.ci/run` runs). Each test prints SKIP and passes when no cluster answers.
+//! which `.ci/run` runs). Each test prints SKIP and passes when no cluster answers, except under
+//! `CI=true`, where it fails.
 
 mod common;
 
-use common::{artifacts, Pipe, Project};
+use common::{artifacts, preprocess_only, Pipe, Project};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// Whether a cluster answers; without one a test skips, except under `CI=true`, where it fails.
 fn cluster_up() -> bool {
     let ok = Command::new("sinfo").arg("-h").output().map(|o| o.status.success()).unwrap_or(false);
     if !ok {
-        eprintln!("SKIP: no Slurm cluster answers `sinfo` (run scripts/slurm-up.sh as root)");
+        nnunet_io::testing::skip("no Slurm cluster answers `sinfo` (run scripts/slurm-up.sh as root)");
     }
     ok
 }
@@ -75,8 +77,14 @@ fn slurm_runs_the_pipeline_like_local_and_reruns_nothing() {
             assert_eq!(d1, d2, "{k} {key}: slurm and local artifacts differ");
         }
     }
-    // The outputs view exists.
+    // The outputs view exists, and run.json is a local run's: `pipeline report` names every
+    // stage with its build time.
     assert!(p.path().join("runs/s/plan/plans.json").is_file());
+    let out = p.cmd(&["report", "runs/s", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let timed: Vec<&str> = s["stage_seconds"].as_array().unwrap().iter().map(|t| t[0].as_str().unwrap()).collect();
+    assert_eq!(timed, ["fingerprint", "plan", "normalize", "resample", "train"], "{s}");
 
     // A rerun submits nothing.
     let (ok, subs, err) = slurm_run(&p, &[]);
@@ -165,4 +173,84 @@ fn misconfiguration_is_reported_before_submitting() {
     let (ok, _, err) = slurm_run(&r, &[]);
     assert!(!ok);
     assert!(err.contains("node-local"), "{err}");
+}
+
+/// Stand-ins for the Slurm client tools in `dir`, first on PATH: `sbatch` runs the job script at
+/// once (each array task in order) and prints job ids 101, 102, ...; with a file `empty_at`
+/// holding N, the N-th call prints nothing instead. `squeue`/`scontrol` know no jobs (all
+/// finished), `scancel` logs its arguments to `scancel.log`.
+fn fake_slurm(dir: &Path) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    let tools = [
+        (
+            "sbatch",
+            r#"d="$(dirname "$0")"; n=$(( $(cat "$d/count" 2>/dev/null || echo 0) + 1 )); echo $n > "$d/count"
+echo "$@" >> "$d/sbatch.log"
+if [ "$(cat "$d/empty_at" 2>/dev/null)" = "$n" ]; then exit 0; fi
+script="${@: -1}"; last=0
+for a in "$@"; do case "$a" in --array=0-*) last="${a#--array=0-}";; esac; done
+for i in $(seq 0 "$last"); do SLURM_ARRAY_TASK_ID=$i bash "$script" >> "$d/jobs.out" 2>&1 || exit 1; done
+echo $((100 + n))"#,
+        ),
+        ("squeue", "exit 0"),
+        ("scontrol", "exit 0"),
+        ("scancel", r#"echo "$@" >> "$(dirname "$0")/scancel.log""#),
+        ("sinfo", "printf 'debug\\ngpu\\n'"),
+    ];
+    for (name, body) in tools {
+        let p = dir.join(name);
+        std::fs::write(&p, format!("#!/usr/bin/env bash\nset -u\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default())
+}
+
+fn fake_slurm_run(p: &Project, path: &str, extra: &[&str]) -> std::process::Output {
+    Command::new(common::bin())
+        .args([&["run", "--executor", "slurm"][..], extra].concat())
+        .current_dir(p.path())
+        .env("PATH", path)
+        .output()
+        .unwrap()
+}
+
+/// Without a cluster: a Slurm run publishes run.json like a local run (units, outcomes, build
+/// times), and `pipeline report` reads it.
+#[test]
+fn slurm_run_publishes_run_json_and_report_reads_it() {
+    let p = project(3, &preprocess_only());
+    let path = fake_slurm(&p.path().join("fakebin"));
+    let out = fake_slurm_run(&p, &path, &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let run: Value = serde_json::from_slice(&std::fs::read(p.path().join("runs/t/run.json")).unwrap()).unwrap();
+    let units = run["units"].as_array().unwrap();
+    assert_eq!(units.len(), 3 + 1 + 1 + 3 + 3 + 1, "{run}");
+    assert!(units.iter().all(|u| u["outcome"] == "built" && u["build_seconds"].as_f64().is_some()), "{run}");
+    assert_eq!(run["built"], units.len());
+    let out = p.cmd(&["report", "runs/t", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let timed: Vec<&str> = s["stage_seconds"].as_array().unwrap().iter().map(|t| t[0].as_str().unwrap()).collect();
+    assert_eq!(timed, ["fingerprint", "plan", "normalize", "resample"]);
+    assert_eq!(s["problems"], serde_json::json!([]), "{s}");
+    // Everything cached: nothing submitted, run.json says cached.
+    let out = fake_slurm_run(&p, &path, &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let run: Value = serde_json::from_slice(&std::fs::read(p.path().join("runs/t/run.json")).unwrap()).unwrap();
+    assert_eq!((run["built"].as_u64(), run["cached"].as_u64()), (Some(0), Some(12)), "{run}");
+}
+
+/// sbatch printing no job id is a failed submission: the jobs already queued are cancelled.
+#[test]
+fn an_empty_job_id_cancels_what_was_queued() {
+    let p = project(2, &preprocess_only());
+    let bin = p.path().join("fakebin");
+    let path = fake_slurm(&bin);
+    std::fs::write(bin.join("empty_at"), "3").unwrap();
+    let out = fake_slurm_run(&p, &path, &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("sbatch printed no job id") && err.contains("submitting plan"), "{err}");
+    assert!(err.contains("2 job(s) already queued were cancelled"), "{err}");
+    assert_eq!(std::fs::read_to_string(bin.join("scancel.log")).unwrap().trim(), "101 102");
 }

@@ -38,9 +38,15 @@ pub fn synth(a: SynthArgs) -> Result<()> {
         o.shape = [t[0] as usize, t[1] as usize, t[2] as usize];
     }
     o.spacing_jitter = a.spacing_jitter;
+    o.lesion_scale = a.lesion_scale;
     o.seed = a.seed;
     if let Some(n) = &a.name {
         o.name = n.clone();
+    }
+    let f = a.format.trim_start_matches('.').to_ascii_lowercase();
+    o.file_ending = format!(".{f}");
+    if nnunet_io::image::ImageFormat::from_ending(&o.file_ending).is_none() {
+        bail!("--format {}: expected one of {}", a.format, nnunet_io::image::supported_endings_text());
     }
     generate(&a.out, &o).with_context(|| format!("writing the synthetic dataset to {}", a.out.display()))?;
     eprintln!("synth: wrote {} training and {} test case(s) to {}", o.cases, o.test_cases, a.out.display());
@@ -162,7 +168,42 @@ pub fn print_summary(s: &nnunet_eval::summary::Summary, out: &Path) {
 pub fn report(a: crate::cli::ReportArgs) -> Result<()> {
     let run = super::resolve_run_dir(a.run.as_deref())?;
     let out = a.output.clone().unwrap_or_else(|| run.join("report"));
+    if crate::sweep::is_sweep_dir(&run) {
+        let input = nnunet_report::sweep::SweepInput::from_sweep_dir(&run)
+            .with_context(|| format!("sweep {}", run.display()))?;
+        let rows = nnunet_report::sweep::write_comparison(&input, &out)
+            .with_context(|| format!("comparison of {}", run.display()))?;
+        print_comparison(&rows, &out);
+        return Ok(());
+    }
     let summary = nnunet_report::write_report(&run, &out).with_context(|| format!("report of {}", run.display()))?;
+    if a.json {
+        return super::print_json(&summary);
+    }
     print!("{}", nnunet_report::text_summary(&summary));
     Ok(())
+}
+
+/// `pipeline compare RUN... -o DIR`.
+pub fn compare(a: crate::cli::CompareArgs) -> Result<()> {
+    for r in &a.runs {
+        if !r.join("run.json").is_file() {
+            bail!("{} is not a run folder (no run.json)", r.display());
+        }
+    }
+    let input = nnunet_report::sweep::SweepInput::from_runs(&a.runs)?;
+    let rows = nnunet_report::sweep::write_comparison(&input, &a.output)?;
+    print_comparison(&rows, &a.output);
+    Ok(())
+}
+
+fn print_comparison(rows: &[nnunet_report::sweep::ComparisonRow], out: &std::path::Path) {
+    for r in rows {
+        let delta = match &r.vs_baseline {
+            Some(d) => format!("  Δ {:+.4} [{:+.4}, {:+.4}] p={:.3}", d.mean, d.ci95[0], d.ci95[1], d.wilcoxon_p),
+            None => "  (baseline)".to_string(),
+        };
+        println!("{:<28} {:<12} Dice {:.4}{delta}", r.variant, r.configuration, r.dice_mean);
+    }
+    println!("comparison: {}", out.join("report.html").display());
 }

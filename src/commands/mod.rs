@@ -15,6 +15,7 @@ mod bench;
 mod data;
 mod fsck;
 mod pipeline;
+mod sweep;
 
 pub fn init_logging(level: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -65,6 +66,7 @@ pub fn dispatch(cmd: Command) -> Result<()> {
         Command::Verify(a) => data::verify(a),
         Command::Evaluate(a) => data::evaluate(a),
         Command::Report(a) => data::report(a),
+        Command::Compare(a) => data::compare(a),
         Command::Bench(a) => bench::bench(a),
     }
 }
@@ -73,14 +75,18 @@ pub fn dispatch(cmd: Command) -> Result<()> {
 pub fn load_variants(args: &PipelineArgs) -> Result<Vec<PipelineSpec>> {
     let spec = config::load(&args.file)?;
     let sets = args.set.iter().map(|s| config::parse_set(s)).collect::<Result<Vec<_>>>()?;
-    config::expand_sweeps(&spec, &sets)
+    config::expand_variants(&spec, &sets, args.variant.as_deref())
 }
 
 /// Loads a pipeline file that must not sweep (status, show, ...).
 pub fn load_single(args: &PipelineArgs) -> Result<PipelineSpec> {
     let mut v = load_variants(args)?;
     if v.len() != 1 {
-        bail!("this command takes one pipeline variant; --set with a,b sweeps is only for `run`");
+        bail!(
+            "this command takes one pipeline variant, and this pipeline has {} (`variants:` or --set a,b): \
+             pick one with --variant NAME and --set KEY=VALUE",
+            v.len()
+        );
     }
     Ok(v.remove(0))
 }

@@ -48,6 +48,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     cache.clean_tmp()?;
     let mut reports = Vec::new();
     let mut first_err = None;
+    let variants_meta = variants.clone();
     for spec in variants {
         let session = open_session(spec, &cache, &stat, a.jobs)?;
         let opts = opts_for(session.env.cpus);
@@ -71,6 +72,12 @@ pub fn run(a: RunArgs) -> Result<()> {
             first_err.get_or_insert(e);
         }
         reports.push(report);
+    }
+    if let Some(p) = crate::sweep::write_manifest(&variants_meta)? {
+        if !a.json {
+            let dir = p.parent().unwrap_or(&p).display();
+            eprintln!("sweep: {} variants in {dir}; `pipeline report {dir}` compares them", variants_meta.len());
+        }
     }
     if a.json {
         print_json(&reports)?;
@@ -101,7 +108,11 @@ fn needs_torch(
 }
 
 pub fn status(a: StatusArgs) -> Result<()> {
-    let spec = load_single(&a.pipeline)?;
+    let mut variants = load_variants(&a.pipeline)?;
+    if variants.len() > 1 {
+        return super::sweep::status(&a, variants);
+    }
+    let spec = variants.remove(0);
     let (cache, stat) = open_cache(&spec)?;
     let session = open_session(spec, &cache, &stat, None)?;
     let states = session.evaluate()?;
@@ -298,11 +309,7 @@ pub fn gc(a: GcArgs) -> Result<()> {
 pub fn cancel(a: CancelArgs) -> Result<()> {
     let spec = load_single(&a.pipeline)?;
     let (cache, _stat) = open_cache(&spec)?;
-    let run = if spec.variant.is_empty() {
-        spec.name.clone()
-    } else {
-        format!("{}+{}", spec.name, crate::config::variant_label(&spec.variant))
-    };
+    let run = spec.run_name();
     let ids = slurm::cancel(&cache.root, &run)?;
     if ids.is_empty() {
         println!("{run}: no queued or running jobs");
@@ -322,18 +329,19 @@ fn run_slurm(a: &RunArgs, variants: Vec<crate::config::PipelineSpec>) -> Result<
         slurm::preflight(spec, &cache.root)?;
     }
     let _lock = cache.lock_run(!a.no_wait)?;
+    crate::sweep::write_manifest(&variants)?;
     let mut subs = Vec::new();
+    let mut first_err = None;
     for spec in variants {
         let poll = std::time::Duration::from_secs_f64(spec.slurm.poll_seconds.unwrap_or(2.0).max(0.2));
+        let t0 = std::time::Instant::now();
         let session = open_session(spec, &cache, &stat, a.jobs)?;
         let sub = slurm::submit(&session, a.until.as_deref(), &exe)?;
         stat.save()?;
-        if sub.jobs.is_empty() {
-            if !a.json {
+        if !a.json {
+            if sub.jobs.is_empty() {
                 eprintln!("{}: everything is cached; nothing submitted", session.run_name);
-            }
-        } else {
-            if !a.json {
+            } else {
                 eprintln!(
                     "{}: submitted {} job(s): {}",
                     session.run_name,
@@ -341,28 +349,26 @@ fn run_slurm(a: &RunArgs, variants: Vec<crate::config::PipelineSpec>) -> Result<
                     sub.jobs.iter().map(|j| j.id.as_str()).collect::<Vec<_>>().join(" ")
                 );
             }
-            if !a.detach {
-                slurm::wait(&sub, poll, !a.json)?;
-                // Publish the outputs view from what the jobs built.
-                let states = session.evaluate()?;
-                let manifests: Vec<_> = states
-                    .iter()
-                    .map(|s| match s {
-                        UnitState::Fresh { manifest, .. } => Some((**manifest).clone()),
-                        _ => None,
-                    })
-                    .collect();
-                let report = runner::RunReport {
-                    run: session.run_name.clone(),
-                    units: vec![],
-                    built: 0,
-                    cached: 0,
-                    failed: 0,
-                    skipped: 0,
-                    seconds: 0.0,
-                    manifests,
-                };
-                outputs::publish(&session, &report)?;
+        }
+        if !a.detach {
+            let waited = if sub.jobs.is_empty() { Ok(()) } else { slurm::wait(&sub, poll, !a.json) };
+            // Publish the outputs view and run.json from what the jobs built, as a local run
+            // does (also after a failure: what was built is linked).
+            let report = slurm::run_report(&session, &sub, a.until.as_deref(), t0.elapsed().as_secs_f64())?;
+            let dir = outputs::publish(&session, &report)?;
+            if !a.json {
+                eprintln!(
+                    "{}: {} built, {} cached, {} failed in {:.1}s -> {}",
+                    report.run,
+                    report.built,
+                    report.cached,
+                    report.failed,
+                    report.seconds,
+                    dir.display()
+                );
+            }
+            if let Err(e) = waited {
+                first_err.get_or_insert(e);
             }
         }
         subs.push(sub);
@@ -370,7 +376,10 @@ fn run_slurm(a: &RunArgs, variants: Vec<crate::config::PipelineSpec>) -> Result<
     if a.json {
         print_json(&subs)?;
     }
-    Ok(())
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 pub fn exec_unit(a: ExecUnitArgs) -> Result<()> {

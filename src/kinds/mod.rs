@@ -5,7 +5,6 @@ use serde::{de::DeserializeOwned, Serialize};
 use std::path::Path;
 
 use crate::kind::StageKind;
-use nnunet_io::dataset::{Case, Dataset};
 
 mod fingerprint;
 pub mod plan;
@@ -14,6 +13,18 @@ pub mod predict;
 mod preprocess;
 pub mod select;
 pub mod train;
+
+// Kind names (what a stage's `uses:` says): one constant per kind, used wherever code refers
+// to a kind (requirements, inputs, the libtorch hand-over).
+pub const FINGERPRINT: &str = "fingerprint";
+pub const PLAN: &str = "plan";
+pub const NORMALIZE: &str = "normalize";
+pub const RESAMPLE: &str = "resample";
+pub const TRAIN_FOLD: &str = "train-fold";
+pub const ENSEMBLE_SELECT: &str = "ensemble-select";
+pub const POSTPROCESS: &str = "postprocess";
+pub const PREDICT: &str = "predict";
+pub const EVALUATE: &str = "evaluate";
 
 /// Every built-in stage kind.
 pub fn registry() -> &'static [&'static dyn StageKind] {
@@ -33,27 +44,6 @@ pub fn registry() -> &'static [&'static dyn StageKind] {
 /// The built-in stage kind named `name`.
 pub fn by_name(name: &str) -> Option<&'static dyn StageKind> {
     registry().iter().copied().find(|k| k.name() == name)
-}
-
-/// Checks the raw inputs of units of `kind` about to be built, before anything is written:
-/// cases about to be fingerprinted are verified like nnU-Net's verify_dataset_integrity.
-pub fn preflight(kind_name: &str, _kind: &dyn StageKind, ds: &Dataset, cases: &[&Case]) -> Result<()> {
-    if kind_name != "fingerprint" || cases.is_empty() {
-        return Ok(());
-    }
-    // Dataset-wide checks need every case (numTraining, label consistency), so the whole
-    // dataset is verified whenever any case is about to be fingerprinted.
-    let report = nnunet_io::verify::verify_dataset(ds, &|_, _| {});
-    if report.problems.is_empty() {
-        return Ok(());
-    }
-    let lines: Vec<String> = report.problems.iter().map(|p| format!("  {p}")).collect();
-    anyhow::bail!(
-        "dataset {} failed verification ({} problem(s)); nothing was written:\n{}",
-        ds.root.display(),
-        lines.len(),
-        lines.join("\n")
-    )
 }
 
 /// An error reading an upstream artifact at `dir`: names the artifact (`KIND/KEY`) and, when
@@ -94,17 +84,14 @@ pub(crate) fn case_peak_bytes(case: &nnunet_io::dataset::Case) -> u64 {
     voxels * (channels * 4 + 2 + 2 + 4 + 2) + (24 << 20)
 }
 
+/// Reads a JSON file (`nnunet_io::fsio::read_json`; the error names the file).
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_slice(&bytes).with_context(|| format!("cannot parse {}", path.display()))
+    nnunet_io::fsio::read_json(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
+/// Writes pretty JSON atomically (`nnunet_io::fsio::write_json`; parent folders are created).
 pub fn write_json<T: Serialize + ?Sized>(path: &Path, v: &T) -> Result<()> {
-    if let Some(p) = path.parent() {
-        std::fs::create_dir_all(p)?;
-    }
-    let bytes = serde_json::to_vec_pretty(v)?;
-    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+    nnunet_io::fsio::write_json(path, v).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Files in `dir` whose name ends with `ending` (hidden files skipped), sorted; empty if the

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 
 use super::{read_json, write_json};
 use crate::kind::{Reads, RunCtx, StageKind, UnitView};
-use crate::params::{ParamSpec, ParamType, NON_NEG, POSITIVE, POS_FLOAT, STR};
+use crate::params::{ParamSpec, ParamType, NON_NEG_FLOAT, NON_NEG_INT, POSITIVE_INT, STR};
 use nnunet_io::dataset::Dataset;
 use nnunet_prep::fingerprint::DatasetFingerprint;
 use nnunet_prep::planner::{plan_experiment, DatasetInfo, PlannerKind, PlannerOptions};
@@ -30,62 +30,77 @@ static STR_T: ParamType = STR;
 const PARAMS: &[ParamSpec] = &[
     ParamSpec {
         name: "gpu_memory_gb",
-        ty: POS_FLOAT,
+        ty: NON_NEG_FLOAT,
         default: "8.0",
+        changes_output: true,
         help: "GPU memory target of the planner (nnU-Net -gpu_memory_target)",
     },
     ParamSpec {
         name: "planner",
         ty: ParamType::Str { choices: &["default", "resenc_m", "resenc_l", "resenc_xl"] },
         default: "\"default\"",
+        changes_output: true,
         help: "default (PlainConvUNet) or a residual-encoder preset",
     },
     ParamSpec {
         name: "configurations",
         ty: ParamType::List(&STR_T),
         default: "[\"2d\", \"3d_fullres\", \"3d_lowres\"]",
+        changes_output: true,
         help: "configurations to plan (those that apply to the data are kept)",
     },
     ParamSpec {
         name: "target_spacing",
         ty: ParamType::OptFloats,
         default: "null",
+        changes_output: true,
         help: "override of the 3d_fullres target spacing (z, y, x as in the data)",
     },
     ParamSpec {
         name: "patch_size_3d",
         ty: ParamType::OptFloats,
         default: "null",
+        changes_output: true,
         help: "override of the 3d_fullres patch size",
     },
     ParamSpec {
         name: "patch_size_2d",
         ty: ParamType::OptFloats,
         default: "null",
+        changes_output: true,
         help: "override of the 2d patch size",
     },
     ParamSpec {
         name: "plans_name",
         ty: ParamType::OptStr,
         default: "null",
+        changes_output: true,
         help:
             "plans identifier (data_identifier prefix); null = the planner's (nnUNetPlans, nnUNetResEncUNetMPlans, ...)",
     },
     ParamSpec {
         name: "split_seed",
-        ty: NON_NEG,
+        ty: NON_NEG_INT,
         default: "12345",
+        changes_output: true,
         help: "KFold seed; 12345 reproduces nnU-Net's splits_final.json",
     },
-    ParamSpec { name: "num_folds", ty: POSITIVE, default: "5", help: "number of cross-validation folds" },
+    ParamSpec {
+        name: "num_folds",
+        ty: POSITIVE_INT,
+        default: "5",
+        changes_output: true,
+        help: "number of cross-validation folds",
+    },
 ];
 
 impl StageKind for Plan {
     fn name(&self) -> &'static str {
-        "plan"
+        super::PLAN
     }
     fn version(&self) -> u32 {
-        1
+        // 2: dataset.json keeps the dataset's file_ending (it was always .nii.gz)
+        2
     }
     fn about(&self) -> &'static str {
         "nnU-Net v2 experiment planning: spacing, patch, topology, batch size, normalization (§5)"
@@ -94,7 +109,7 @@ impl StageKind for Plan {
         PARAMS
     }
     fn requires(&self) -> &'static [&'static str] {
-        &["fingerprint"]
+        &[super::FINGERPRINT]
     }
     fn reads(&self, _kind: &str, _unit: &UnitView) -> Reads {
         Reads::Files(vec!["dataset_fingerprint.json".into()])
@@ -108,7 +123,7 @@ impl StageKind for Plan {
         v
     }
     fn run(&self, ctx: &RunCtx) -> Result<()> {
-        let fp_dir = ctx.input("fingerprint")?;
+        let fp_dir = ctx.input(super::FINGERPRINT)?;
         let fp: DatasetFingerprint = read_json(&fp_dir.join("dataset_fingerprint.json"))?;
         let ds = ctx.dataset;
         let info = DatasetInfo {

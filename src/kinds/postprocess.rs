@@ -15,20 +15,21 @@ pub struct Postprocess;
 
 impl StageKind for Postprocess {
     fn name(&self) -> &'static str {
-        "postprocess"
+        super::POSTPROCESS
     }
     fn version(&self) -> u32 {
-        1
+        // 2: outputs in the input's format (NIfTI-1, no foreign header extensions)
+        2
     }
     fn about(&self) -> &'static str {
         "keep-largest-component steps kept only when they improve cross-validation Dice (§10.2)"
     }
     fn requires(&self) -> &'static [&'static str] {
-        &["ensemble-select", "plan"]
+        &[super::ENSEMBLE_SELECT, super::PLAN]
     }
     fn reads(&self, kind: &str, _unit: &UnitView) -> Reads {
         match kind {
-            "plan" => Reads::Files(vec!["labels.json".into()]),
+            super::PLAN => Reads::Files(vec!["labels.json".into()]),
             _ => Reads::All,
         }
     }
@@ -36,9 +37,9 @@ impl StageKind for Postprocess {
         ds.cases.iter().filter_map(|c| c.label.clone()).collect()
     }
     fn run(&self, ctx: &RunCtx) -> Result<()> {
-        let labels = super::plan::read_labels(ctx.input("plan")?)?;
+        let labels = super::plan::read_labels(ctx.input(super::PLAN)?)?;
         let classes = nnunet_eval::classes::from_labels(&labels);
-        let cv = ctx.input("ensemble-select")?.join("cv_predictions");
+        let cv = ctx.input(super::ENSEMBLE_SELECT)?.join("cv_predictions");
         let mut pairs = Vec::new();
         let mut headers = Vec::new();
         let names = nnunet_eval::folder::list_segmentations(&cv, ".nii.gz")?;
@@ -77,12 +78,13 @@ const EVAL_PARAMS: &[ParamSpec] = &[ParamSpec {
     name: "labels",
     ty: STR,
     default: "\"labelsTs\"",
+    changes_output: true,
     help: "folder of reference labels, relative to the dataset root",
 }];
 
 impl StageKind for Evaluate {
     fn name(&self) -> &'static str {
-        "evaluate"
+        super::EVALUATE
     }
     fn version(&self) -> u32 {
         1
@@ -94,26 +96,27 @@ impl StageKind for Evaluate {
         EVAL_PARAMS
     }
     fn requires(&self) -> &'static [&'static str] {
-        &["predict", "plan"]
+        &[super::PREDICT, super::PLAN]
     }
     fn reads(&self, kind: &str, _unit: &UnitView) -> Reads {
         match kind {
-            "plan" => Reads::Files(vec!["labels.json".into()]),
+            super::PLAN => Reads::Files(vec!["labels.json".into()]),
             _ => Reads::All,
         }
     }
     fn raw_inputs(&self, unit: &UnitView, ds: &Dataset) -> Vec<PathBuf> {
         let dir = ds.root.join(crate::kind::value_str(unit.params.get("labels").unwrap_or(&serde_json::Value::Null)));
-        super::list_files(&dir, &ds.file_ending)
+        // With each file's detached data file or sidecar (.mhd/.nhdr/.tif).
+        super::list_files(&dir, &ds.file_ending).iter().flat_map(|p| nnunet_io::image::image_files(p)).collect()
     }
     fn run(&self, ctx: &RunCtx) -> Result<()> {
-        let labels = super::plan::read_labels(ctx.input("plan")?)?;
+        let labels = super::plan::read_labels(ctx.input(super::PLAN)?)?;
         let classes = nnunet_eval::classes::from_labels(&labels);
         let ref_dir = super::predict::dataset_subdir(ctx.dataset, &ctx.param_str("labels")?, "labels")?;
         if !ref_dir.is_dir() {
             return Err(anyhow!("evaluate: reference folder {} does not exist", ref_dir.display()));
         }
-        let pred_dir = ctx.input("predict")?;
+        let pred_dir = ctx.input(super::PREDICT)?;
         let progress = |d: usize, t: usize| (ctx.progress)(d as u64, t as u64, "scoring");
         let s = nnunet_eval::folder::evaluate_folder_with(
             &ref_dir,

@@ -17,10 +17,23 @@ const PARAMS: &[ParamSpec] = &[
         name: "images",
         ty: STR,
         default: "\"imagesTs\"",
+        changes_output: true,
         help: "folder of images to segment, relative to the dataset root",
     },
-    ParamSpec { name: "tta", ty: ParamType::Bool, default: "true", help: "mirroring test-time augmentation" },
-    ParamSpec { name: "save_probabilities", ty: ParamType::Bool, default: "false", help: "also write CASE.probs.zarr" },
+    ParamSpec {
+        name: "tta",
+        ty: ParamType::Bool,
+        default: "true",
+        changes_output: true,
+        help: "mirroring test-time augmentation",
+    },
+    ParamSpec {
+        name: "save_probabilities",
+        ty: ParamType::Bool,
+        default: "false",
+        changes_output: true,
+        help: "also write CASE.probs.zarr",
+    },
 ];
 
 /// A folder named in a param, checked to stay inside the dataset folder.
@@ -42,10 +55,11 @@ pub fn input_cases(ds: &Dataset, images: &str) -> Result<Vec<Case>> {
 
 impl StageKind for Predict {
     fn name(&self) -> &'static str {
-        "predict"
+        super::PREDICT
     }
     fn version(&self) -> u32 {
-        1
+        // 2: outputs in the input's format; NaN/inf read as 0 and counted in prediction.json
+        2
     }
     fn about(&self) -> &'static str {
         "segment new images with the chosen model, all folds, post-processing (§9)"
@@ -54,13 +68,13 @@ impl StageKind for Predict {
         PARAMS
     }
     fn requires(&self) -> &'static [&'static str] {
-        &["postprocess", "ensemble-select", "train-fold", "plan"]
+        &[super::POSTPROCESS, super::ENSEMBLE_SELECT, super::TRAIN_FOLD, super::PLAN]
     }
     fn reads(&self, kind: &str, _unit: &UnitView) -> Reads {
         match kind {
-            "plan" => Reads::Files(vec!["plans.json".into(), "dataset.json".into()]),
-            "postprocess" => Reads::Files(vec!["postprocessing.json".into()]),
-            "ensemble-select" => Reads::Files(vec!["chosen.json".into()]),
+            super::PLAN => Reads::Files(vec!["plans.json".into(), "dataset.json".into()]),
+            super::POSTPROCESS => Reads::Files(vec!["postprocessing.json".into()]),
+            super::ENSEMBLE_SELECT => Reads::Files(vec!["chosen.json".into()]),
             _ => Reads::All,
         }
     }
@@ -83,19 +97,26 @@ impl StageKind for Predict {
 /// channel) or one file per case (a 3D file for one channel, a 4D file for several). A single
 /// file is one case.
 pub fn discover_cases(input: &Path, file_ending: &str, num_channels: usize) -> Result<Vec<Case>> {
+    // Pictures may hold several channels in one file (RGB): then a case's channel files are
+    // the ones present and their channels are counted when read.
+    let multi =
+        nnunet_io::image::ImageFormat::from_ending(file_ending).is_some_and(nnunet_io::dataset::multi_channel_files);
     let single = |p: &Path| -> Result<Case> {
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         let stem = name
             .strip_suffix(file_ending)
-            .or_else(|| name.strip_suffix(".nii.gz"))
-            .or_else(|| name.strip_suffix(".nii"));
+            .or_else(|| nnunet_io::image::file_ending_of(p).and_then(|e| name.get(..name.len() - e.len())));
         let stem = stem.ok_or_else(|| anyhow!("{}: not a {file_ending} file", p.display()))?;
         // A file named like channel 0 of nnU-Net's naming stands for its case.
         let id = match stem.rsplit_once('_') {
-            Some((id, ch)) if ch.len() == 4 && ch.chars().all(|c| c.is_ascii_digit()) && num_channels == 1 => id,
+            Some((id, ch))
+                if ch.len() == 4 && ch.chars().all(|c| c.is_ascii_digit()) && (num_channels == 1 || multi) =>
+            {
+                id
+            }
             _ => stem,
         };
-        let images = if num_channels == 1 {
+        let images = if num_channels == 1 || multi {
             vec![ImageRef { path: p.to_path_buf(), channel_in_file: None }]
         } else {
             (0..num_channels).map(|c| ImageRef { path: p.to_path_buf(), channel_in_file: Some(c) }).collect()
@@ -123,6 +144,11 @@ pub fn discover_cases(input: &Path, file_ending: &str, num_channels: usize) -> R
     }
     let mut cases = Vec::new();
     for (id, chans) in by_case {
+        if multi {
+            let images = chans.values().map(|p| ImageRef { path: p.clone(), channel_in_file: None }).collect();
+            cases.push(Case { id, images, label: None });
+            continue;
+        }
         let mut images = Vec::new();
         for c in 0..num_channels {
             let p = chans.get(&c).ok_or_else(|| {

@@ -8,13 +8,14 @@
 //!   aggregate assembles one Zarr store per configuration from the cases (hard links).
 
 use anyhow::{Context, Result};
-use serde_json::json;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::read_json;
 use crate::fsutil::link_tree;
 use crate::kind::{Fanout, Reads, Resources, RunCtx, StageKind, UnitView};
-use crate::params::{ParamSpec, NON_NEG};
+use crate::params::{ParamSpec, NON_NEG_INT};
 use nnunet_io::dataset::Dataset;
 use nnunet_io::table::{Column, Table};
 use nnunet_prep::class_locations::ClassSpec;
@@ -26,12 +27,13 @@ pub struct Normalize;
 
 impl StageKind for Normalize {
     fn name(&self) -> &'static str {
-        "normalize"
+        super::NORMALIZE
     }
     fn version(&self) -> u32 {
         // 2: raw (uncompressed) chunks, flat chunk keys
-        // 3: zarrs store: arrays CASE and CASE_seg, one shard file each, crc32c per chunk
-        3
+        // 3: every image format; NaN/inf read as 0; spacing in mm per NIfTI xyzt_units
+        // 4: zarrs store: arrays CASE and CASE_seg, one shard file each, crc32c per chunk
+        4
     }
     fn about(&self) -> &'static str {
         "per case: transpose, crop to nonzero, intensity normalization (§3, §4.1)"
@@ -40,7 +42,7 @@ impl StageKind for Normalize {
         Fanout::PerCase { aggregate: false }
     }
     fn requires(&self) -> &'static [&'static str] {
-        &["plan"]
+        &[super::PLAN]
     }
     fn reads(&self, _kind: &str, _unit: &UnitView) -> Reads {
         Reads::Files(vec!["normalization.json".into()])
@@ -50,7 +52,7 @@ impl StageKind for Normalize {
     }
     fn run(&self, ctx: &RunCtx) -> Result<()> {
         let case = ctx.case()?;
-        let plans: Plans = read_json(&ctx.input("plan")?.join("normalization.json"))?;
+        let plans: Plans = read_json(&ctx.input(super::PLAN)?.join("normalization.json"))?;
         let _memory = ctx.env.memory.reserve(super::case_peak_bytes(case), ctx.cancel)?;
         let images = case.read_images().with_context(|| format!("case {}", case.id))?;
         let (label, _) = case.read_label().with_context(|| format!("case {}", case.id))?;
@@ -66,14 +68,15 @@ pub struct Resample;
 
 const RESAMPLE_PARAMS: &[ParamSpec] = &[ParamSpec {
     name: "locations_seed",
-    ty: NON_NEG,
+    ty: NON_NEG_INT,
     default: "1234",
+    changes_output: true,
     help: "seed of the class-location sampling for foreground oversampling (nnU-Net: 1234)",
 }];
 
 impl StageKind for Resample {
     fn name(&self) -> &'static str {
-        "resample"
+        super::RESAMPLE
     }
     fn version(&self) -> u32 {
         // 2: flat chunk keys, one chunk per array for small cases
@@ -93,12 +96,22 @@ impl StageKind for Resample {
     fn fanout(&self) -> Fanout {
         Fanout::PerCase { aggregate: true }
     }
+    fn canonical_item(&self, coords: &BTreeMap<String, Value>) -> BTreeMap<String, Value> {
+        // 3d_cascade_fullres trains on 3d_fullres's data (same data_identifier, §5.5).
+        let mut c = coords.clone();
+        if let Some(v) = c.get_mut("configuration") {
+            if let Some(data) = super::train::cascade_data_configuration(&crate::kind::value_str(v)) {
+                *v = Value::String(data.into());
+            }
+        }
+        c
+    }
     fn requires(&self) -> &'static [&'static str] {
-        &["plan", "normalize"]
+        &[super::PLAN, super::NORMALIZE]
     }
     fn reads(&self, kind: &str, unit: &UnitView) -> Reads {
         match kind {
-            "plan" => Reads::Files(vec![
+            super::PLAN => Reads::Files(vec![
                 format!("preprocess_{}.json", unit.coord_str("configuration").unwrap_or_default()),
                 "labels.json".into(),
             ]),
@@ -110,16 +123,16 @@ impl StageKind for Resample {
     }
     fn run(&self, ctx: &RunCtx) -> Result<()> {
         let cfg_name = ctx.coord("configuration")?;
-        let plans: Plans = read_json(&ctx.input("plan")?.join(format!("preprocess_{cfg_name}.json")))
+        let plans: Plans = read_json(&ctx.input(super::PLAN)?.join(format!("preprocess_{cfg_name}.json")))
             .with_context(|| format!("the plan has no configuration '{cfg_name}' to preprocess"))?;
         let cfg = plans.configuration(&cfg_name)?;
         match ctx.case {
             Some(case) => {
-                let src = ctx.input("normalize")?.join(&case.id);
+                let src = ctx.input(super::NORMALIZE)?.join(&case.id);
                 let what = format!("the normalized case {}", case.id);
                 let input = store::NormalizedReader::open(&src).map_err(|e| super::read_error(e, &what, &src))?;
                 let seed = ctx.param_i64("locations_seed")? as u64;
-                let labels = super::plan::read_labels(ctx.input("plan")?)?;
+                let labels = super::plan::read_labels(ctx.input(super::PLAN)?)?;
                 let opts = ResampleCaseOptions { classes: class_spec(&labels), ..Default::default() };
                 let need = stream::resample_peak_bytes(&input, &cfg)?;
                 let _memory = ctx.env.memory.reserve(need, ctx.cancel)?;

@@ -24,12 +24,26 @@ fn progress_bar(len: u64, hidden: bool) -> indicatif::ProgressBar {
 }
 
 /// `pipeline predict -i IN -o OUT (--run RUN | --model BUNDLE)`.
+///
+/// Long (~100 lines): the command's sequence (model, cases, options, predict, prediction.json,
+/// summary) as a user reads it in the README; each step is a call into nnunet-infer.
 pub fn predict(a: PredictArgs) -> Result<()> {
     let t0 = std::time::Instant::now();
     // A bundle is extracted next to the output, verified, and removed afterwards.
     let mut extracted: Option<PathBuf> = None;
-    let model = match (&a.model, &a.run) {
-        (Some(bundle), _) => {
+    let folds: Vec<String> = a.folds.clone();
+    let model = match (a.model.as_slice(), &a.run) {
+        ([first, ..], _) if nnunet_infer::nnunet_folder::is_nnunet_folder(first) => {
+            let ck = nnunet_infer::nnunet_folder::checkpoint_file(&a.checkpoint)?;
+            nnunet_infer::nnunet_folder::model_from_nnunet(
+                &a.model,
+                &ck,
+                (!folds.is_empty()).then_some(folds.as_slice()),
+                a.postprocessing.clone(),
+            )
+            .with_context(|| format!("nnU-Net model {}", first.display()))
+        }
+        ([bundle], _) => {
             std::fs::create_dir_all(&a.output).with_context(|| format!("cannot create {}", a.output.display()))?;
             let dir = a.output.join(format!(".model-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
@@ -38,17 +52,30 @@ pub fn predict(a: PredictArgs) -> Result<()> {
             extracted = Some(dir);
             Model::from_bundle(&loaded).map_err(anyhow::Error::from)
         }
-        (None, run) => crate::model::from_run(&resolve_run_dir(run.as_deref())?),
+        ([_, _], _) => Err(anyhow!("two --model values must both be nnU-Net model folders (an ensemble)")),
+        (_, run) => crate::model::from_run(&resolve_run_dir(run.as_deref())?),
     };
     let result = (|| -> Result<serde_json::Value> {
         let mut model = model?;
-        model.restrict_folds(&a.folds.iter().map(|f| f.to_string()).collect::<Vec<_>>())?;
+        model.restrict_folds(&folds)?;
+        if let Some(pp) = &a.postprocessing {
+            let d = nnunet_eval::postprocess::PostprocessingDecision::read(pp)
+                .with_context(|| format!("--postprocessing {}", pp.display()))?;
+            model.postprocessing = Some(d);
+            model.postprocessing_json = Some(pp.clone());
+        }
+        if !(a.step_size > 0.0 && a.step_size <= 1.0) {
+            bail!("--step-size {} must be in (0, 1]", a.step_size);
+        }
         let cases = discover_cases(&a.input, &model.file_ending, model.num_channels)?;
         let opts = PredictOptions {
             tta: !a.no_tta,
             device: crate::device::parse_device(&a.device)?,
             save_probabilities: a.save_probabilities,
             postprocessing: !a.no_postprocessing,
+            memory: a.memory,
+            tile_step_size: a.step_size,
+            fp16_accumulation: a.fp16_accumulation,
         };
         if !a.json {
             eprintln!(
@@ -88,13 +115,31 @@ pub fn predict(a: PredictArgs) -> Result<()> {
         a.output.display(),
         r["seconds"].as_f64().unwrap_or(0.0)
     );
+    // Issue 14: NaN/inf input voxels are read as 0; say so, per case.
+    for c in r["cases"].as_array().into_iter().flatten() {
+        if let Some(n) = c["non_finite_voxels"].as_u64().filter(|&n| n > 0) {
+            eprintln!(
+                "predict: warning: case {}: {n} NaN/inf voxel(s) were read as 0",
+                c["case"].as_str().unwrap_or("?")
+            );
+        }
+    }
     Ok(())
 }
 
-/// `pipeline export [RUN] -o BUNDLE.tar`.
+/// `pipeline export [RUN] -o BUNDLE.tar` (or `--format nnunet -o DIR`).
 pub fn export(a: ExportArgs) -> Result<()> {
     let run = resolve_run_dir(a.run.as_deref())?;
     let model = crate::model::from_run(&run)?;
+    if a.format == "nnunet" {
+        let folders = crate::export_nnunet::export(&model, &a.output)
+            .with_context(|| format!("exporting {} as nnU-Net model folder(s)", a.output.display()))?;
+        for f in &folders {
+            eprintln!("export: nnU-Net model folder {}", f.display());
+        }
+        eprintln!("export: {} (nnUNetv2_predict_from_modelfolder -m FOLDER reads it)", model.describe());
+        return Ok(());
+    }
     // The members and, for a cascade, the stages they build on.
     let mut needed: Vec<String> = model.members.clone();
     for m in &model.members {
@@ -141,22 +186,31 @@ pub fn export(a: ExportArgs) -> Result<()> {
     Ok(())
 }
 
+/// The view folder of the first unit of `kind` in a run (of configuration `cfg` if given).
+fn run_unit(run: &Path, kind: &str, cfg: Option<&str>) -> Result<Option<PathBuf>> {
+    let run_json: serde_json::Value = engine::kinds::read_json(&run.join("run.json"))?;
+    let units = run_json["units"].as_array().cloned().unwrap_or_default();
+    Ok(units
+        .iter()
+        .filter(|u| u["kind"] == kind && u["view"].is_string())
+        .find(|u| cfg.is_none_or(|c| u["coords"]["configuration"] == c))
+        .map(|u| run.join(u["view"].as_str().unwrap_or_default())))
+}
+
+/// The plans of a run and the plan stage's folder.
+fn run_plan(run: &Path) -> Result<(nnunet_prep::plans::Plans, PathBuf)> {
+    let plan =
+        run_unit(run, engine::kinds::PLAN, None)?.ok_or_else(|| anyhow!("run {} has no plan stage", run.display()))?;
+    let plans: nnunet_prep::plans::Plans = engine::kinds::read_json(&plan.join("plans.json"))?;
+    Ok((plans, plan))
+}
+
 /// The preprocessed store of a configuration in a run (`resample` stage output), the plans, and
 /// the plan stage's folder.
 fn run_store(run: &Path, cfg: &str) -> Result<(PathBuf, nnunet_prep::plans::Plans, PathBuf)> {
-    let run_json: serde_json::Value = engine::kinds::read_json(&run.join("run.json"))?;
-    let units = run_json["units"].as_array().cloned().unwrap_or_default();
-    let find = |kind: &str, cfg: Option<&str>| -> Option<PathBuf> {
-        units
-            .iter()
-            .filter(|u| u["kind"] == kind && u["view"].is_string())
-            .find(|u| cfg.is_none_or(|c| u["coords"]["configuration"] == c))
-            .map(|u| run.join(u["view"].as_str().unwrap_or_default()))
-    };
-    let plan = find("plan", None).ok_or_else(|| anyhow!("run {} has no plan stage", run.display()))?;
-    let plans: nnunet_prep::plans::Plans = engine::kinds::read_json(&plan.join("plans.json"))?;
+    let (plans, plan) = run_plan(run)?;
     let cfg_res = plans.configuration(cfg)?;
-    let store = find("resample", Some(cfg))
+    let store = run_unit(run, engine::kinds::RESAMPLE, Some(cfg))?
         .ok_or_else(|| anyhow!("run {} has no resample output for {cfg}", run.display()))?
         .join(format!("{}.zarr", cfg_res.data_identifier));
     Ok((store, plans, plan))
@@ -228,10 +282,21 @@ pub fn bench_step(run: &Path, cfg: &str, bs: Option<usize>, steps: usize, as_jso
     Ok(())
 }
 
-/// `pipeline bench predict RUN`: seconds per raw case, without and with mirroring, with the
-/// planned (uncapped) network and random weights.
-pub fn bench_predict(run: &Path, cfg: &str, images: Option<&Path>, n: usize, as_json: bool) -> Result<()> {
-    let (_store, plans, plan_dir) = run_store(run, cfg)?;
+/// `pipeline bench predict RUN`: seconds per raw case, without and/or with mirroring, with the
+/// planned (uncapped) network and random weights; peak resident memory of the process.
+///
+/// Long (~120 lines): a benchmark script (set up, time each mode, print text or JSON) read top
+/// to bottom; nothing in it is reused.
+pub fn bench_predict(
+    run: &Path,
+    cfg: &str,
+    images: Option<&Path>,
+    n: usize,
+    tta: &str,
+    memory: Option<u64>,
+    as_json: bool,
+) -> Result<()> {
+    let (plans, plan_dir) = run_plan(run)?;
     let c = plans.configuration(cfg)?;
     let run_json: serde_json::Value = engine::kinds::read_json(&run.join("run.json"))?;
     let dj: serde_json::Value = engine::kinds::read_json(&plan_dir.join("dataset.json"))?;
@@ -254,6 +319,11 @@ pub fn bench_predict(run: &Path, cfg: &str, images: Option<&Path>, n: usize, as_
         }
     };
     cases.truncate(n.max(1));
+    let modes: Vec<bool> = match tta {
+        "off" => vec![false],
+        "on" => vec![true],
+        _ => vec![false, true],
+    };
     let device = crate::device::parse_device("auto")?;
     tch::set_num_threads(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as i32);
     let vs = tch::nn::VarStore::new(device);
@@ -277,7 +347,7 @@ pub fn bench_predict(run: &Path, cfg: &str, images: Option<&Path>, n: usize, as_
     let mut sw = nnunet_infer::sliding_window::SlidingWindowOptions::default();
     sw.device = device;
     let nd = c.patch_size.len();
-    let predictor = Predictor::new(
+    let mut predictor = Predictor::new(
         vec![Box::new(Held(vs, net))],
         c.patch_size.clone(),
         in_ch,
@@ -285,17 +355,54 @@ pub fn bench_predict(run: &Path, cfg: &str, images: Option<&Path>, n: usize, as_
         (0..nd).collect(),
         sw,
     )?;
+    let wanted = nnunet_infer::sliding_window::recommended_tiles_per_batch(&c.patch_size);
+    let batch = |case: &str, images: &nnunet_io::dataset::CaseImages| -> nnunet_infer::Result<Option<usize>> {
+        let Some(budget) = memory else { return Ok(None) };
+        let size = nnunet_infer::memory::case_size(images, &plans, &c, spec.num_outputs())?;
+        let choice = nnunet_infer::memory::MemoryBudget(budget).choose_batch(
+            case,
+            &size,
+            &c.architecture,
+            &c.patch_size,
+            wanted,
+        )?;
+        Ok(Some(choice.tiles_per_batch))
+    };
     engine::alloc::keep_large_allocations();
     let tmp = tempfile::tempdir()?;
-    let b = nnunet_infer::bench::bench_predict(&predictor, &cases, &plans, &c, &spec, tmp.path(), &|_, _| {})?;
+    let b = nnunet_infer::bench::bench_predict(
+        &mut predictor,
+        &cases,
+        &plans,
+        &c,
+        &spec,
+        tmp.path(),
+        &modes,
+        &batch,
+        &|_, _| {},
+    )?;
+    let peak = nnunet_infer::memory::peak_rss_bytes();
+    let parts: Vec<serde_json::Value> = b
+        .per_case
+        .iter()
+        .map(|(id, tta, t, s)| {
+            json!({"case": id, "tta": tta, "seconds": s, "preprocess_s": t.preprocess_s, "predict_s": t.predict_s,
+                "export_s": t.export_s})
+        })
+        .collect();
     let r = json!({"configuration": cfg, "cases": b.cases, "seconds_per_case_no_mirroring": b.seconds_per_case_no_mirroring,
-        "seconds_per_case_mirroring": b.seconds_per_case_mirroring, "device": crate::device::device_name(device)});
+        "seconds_per_case_mirroring": b.seconds_per_case_mirroring, "device": crate::device::device_name(device),
+        "peak_rss_bytes": peak, "memory_budget_bytes": memory, "per_case": parts});
     if as_json {
         return print_json(&r);
     }
+    let f = |v: Option<f64>| v.map_or("-".to_string(), |s| format!("{s:.3} s/case"));
     println!(
-        "predict {cfg}: {} case(s): {:.3} s/case without mirroring, {:.3} s/case with",
-        b.cases, b.seconds_per_case_no_mirroring, b.seconds_per_case_mirroring
+        "predict {cfg}: {} case(s): {} without mirroring, {} with; peak RSS {}",
+        b.cases,
+        f(b.seconds_per_case_no_mirroring),
+        f(b.seconds_per_case_mirroring),
+        peak.map_or("-".into(), nnunet_infer::memory::fmt_bytes)
     );
     Ok(())
 }

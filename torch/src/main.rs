@@ -6,6 +6,7 @@
 
 mod commands;
 mod device;
+mod export_nnunet;
 mod model;
 mod predict;
 mod train;
@@ -19,8 +20,8 @@ struct Torch;
 impl engine::torch::TorchUnits for Torch {
     fn run(&self, kind: &str, ctx: &RunCtx) -> Result<()> {
         match kind {
-            "train-fold" => train::run(ctx),
-            "predict" => predict::run(ctx),
+            engine::kinds::TRAIN_FOLD => train::run(ctx),
+            engine::kinds::PREDICT => predict::run(ctx),
             other => bail!("internal: {other} is not a libtorch kind"),
         }
     }
@@ -33,8 +34,8 @@ impl engine::torch::TorchUnits for Torch {
                 BenchWhat::Augment { run, configuration, batches, json } => {
                     commands::bench_augment(&run, &configuration, batches, json)
                 }
-                BenchWhat::Predict { run, configuration, images, cases, json } => {
-                    commands::bench_predict(&run, &configuration, images.as_deref(), cases, json)
+                BenchWhat::Predict { run, configuration, images, cases, tta, memory, json } => {
+                    commands::bench_predict(&run, &configuration, images.as_deref(), cases, &tta, memory, json)
                 }
                 BenchWhat::Step { run, configuration, batch_size, steps, json } => {
                     commands::bench_step(&run, &configuration, batch_size, steps, json)

@@ -31,15 +31,15 @@ pub fn from_run(run_dir: &Path) -> Result<Model> {
             _ => bail!("run {} has several '{kind}' stages", run_dir.display()),
         }
     };
-    let plan = one("plan")?;
-    let select = one("ensemble-select")?;
+    let plan = one(engine::kinds::PLAN)?;
+    let select = one(engine::kinds::ENSEMBLE_SELECT)?;
     let chosen: Value = engine::kinds::read_json(&select.join("chosen.json"))?;
     let members: Vec<String> = chosen["members"]
         .as_array()
         .map(|a| a.iter().filter_map(|m| m.as_str().map(String::from)).collect())
         .unwrap_or_default();
     let mut by_cfg: BTreeMap<String, Vec<(String, PathBuf)>> = BTreeMap::new();
-    for (coords, dir) in view("train-fold") {
+    for (coords, dir) in view(engine::kinds::TRAIN_FOLD) {
         let cfg =
             coords["configuration"].as_str().map(String::from).unwrap_or_else(|| coords["configuration"].to_string());
         let fold = match &coords["fold"] {
@@ -48,7 +48,7 @@ pub fn from_run(run_dir: &Path) -> Result<Model> {
         };
         by_cfg.entry(cfg).or_default().push((fold, dir.join(nnunet_net::checkpoint::FINAL)));
     }
-    let configurations = by_cfg.into_iter().map(|(name, folds)| ModelConfiguration { name, folds }).collect();
-    let pp = view("postprocess").into_iter().next().map(|(_, p)| p.join("postprocessing.json"));
+    let configurations = by_cfg.into_iter().map(|(name, folds)| ModelConfiguration::new(name, folds)).collect();
+    let pp = view(engine::kinds::POSTPROCESS).into_iter().next().map(|(_, p)| p.join("postprocessing.json"));
     Ok(Model::new(plan.join("plans.json"), plan.join("dataset.json"), pp, members, configurations, chosen)?)
 }

@@ -12,24 +12,24 @@ use nnunet_infer::model::{predict_cases, Model, ModelConfiguration, PredictOptio
 
 /// Segments the stage's images into `ctx.out`.
 pub fn run(ctx: &RunCtx) -> Result<()> {
-    let plan = ctx.input("plan")?;
-    let select = ctx.input("ensemble-select")?;
+    let plan = ctx.input(engine::kinds::PLAN)?;
+    let select = ctx.input(engine::kinds::ENSEMBLE_SELECT)?;
     let chosen: serde_json::Value = engine::kinds::read_json(&select.join("chosen.json"))?;
     let members: Vec<String> = chosen["members"]
         .as_array()
         .map(|a| a.iter().filter_map(|m| m.as_str().map(String::from)).collect())
         .ok_or_else(|| anyhow!("{}: no members", select.join("chosen.json").display()))?;
     let mut configurations: Vec<ModelConfiguration> = Vec::new();
-    for i in ctx.inputs_of("train-fold") {
+    for i in ctx.inputs_of(engine::kinds::TRAIN_FOLD) {
         let cfg = i.coords.get("configuration").map(value_str).unwrap_or_default();
         let fold = i.coords.get("fold").map(value_str).unwrap_or_default();
         let dir = i.dir.join(nnunet_net::checkpoint::FINAL);
         match configurations.iter_mut().find(|c| c.name == cfg) {
             Some(c) => c.folds.push((fold, dir)),
-            None => configurations.push(ModelConfiguration { name: cfg, folds: vec![(fold, dir)] }),
+            None => configurations.push(ModelConfiguration::new(cfg, vec![(fold, dir)])),
         }
     }
-    let pp = ctx.input("postprocess")?.join("postprocessing.json");
+    let pp = ctx.input(engine::kinds::POSTPROCESS)?.join("postprocessing.json");
     let model =
         Model::new(plan.join("plans.json"), plan.join("dataset.json"), Some(pp), members, configurations, chosen)?;
     let images = ctx.param_str("images")?;
@@ -42,6 +42,9 @@ pub fn run(ctx: &RunCtx) -> Result<()> {
         device: crate::device::parse_device(&ctx.env.device)?,
         save_probabilities: ctx.param_bool("save_probabilities")?,
         postprocessing: true,
+        memory: None,
+        tile_step_size: 0.5,
+        fp16_accumulation: false,
     };
     let t0 = std::time::Instant::now();
     engine::alloc::keep_large_allocations();

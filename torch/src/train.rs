@@ -14,17 +14,32 @@ use nnunet_io::table::{Column, Table};
 use nnunet_prep::plans::{Plans, ResolvedConfiguration};
 
 /// Trains, validates, and leaves the fold's artifact in `ctx.out`.
+///
+/// Long (~85 lines): the kind's sequence (inputs, options, pretrained weights, cascade cases,
+/// train, logs, validation) in one place; the work is in nnunet-net.
 pub fn run(ctx: &RunCtx) -> Result<()> {
-    let plan_dir = ctx.input("plan")?;
+    let plan_dir = ctx.input(engine::kinds::PLAN)?;
     let plans: Plans = read_json(&plan_dir.join("plans.json"))?;
     let cfg_name = ctx.coord("configuration")?;
     let cfg = plans.configuration(&cfg_name).with_context(|| format!("configuration {cfg_name}"))?;
     let labels = engine::kinds::plan::read_labels(plan_dir)?;
     let fold = ctx.coord("fold")?;
     let (train_ids, val_ids) = fold_cases(&plan_dir.join("splits_final.json"), &fold)?;
-    let store = ctx.input("resample")?.join(format!("{}.zarr", cfg.data_identifier));
+    let store = ctx.input(engine::kinds::RESAMPLE)?.join(format!("{}.zarr", cfg.data_identifier));
     let device = crate::device::parse_device(&ctx.env.device)?;
-    let opts = train_options(ctx, device)?;
+    let mut opts = train_options(ctx, device)?;
+    // A cascade stage trains on the previous stage's cross-validation predictions of every case
+    // (§7.3, §9.5), one-hot encoded over the foreground labels as extra input channels.
+    let prev_segs = match &cfg.previous_stage {
+        Some(prev) => {
+            opts.cascade_labels = labels.foreground_labels().iter().map(|&l| l as i16).collect();
+            let mut ids: Vec<String> = train_ids.iter().chain(&val_ids).cloned().collect();
+            ids.sort();
+            ids.dedup();
+            Some(previous_stage_segmentations(ctx, prev, &cfg_name, &ids)?)
+        }
+        None => None,
+    };
 
     // Attempt history (resumes are visible in the artifact).
     let attempts_path = ctx.out.join("attempts.json");
@@ -51,23 +66,32 @@ pub fn run(ctx: &RunCtx) -> Result<()> {
         epoch_table(records).write_parquet(&log_path)?;
         Ok(!ctx.cancelled())
     };
-    let outcome = nnunet_net::trainer::train_fold(
-        &opts,
-        &plans,
-        &cfg,
-        &labels,
-        &store,
-        &train_ids,
-        &val_ids,
-        &ctx.out,
-        &mut on_epoch,
-    )
-    .with_context(|| format!("training {cfg_name} fold {fold}"))?;
+    let mut cases =
+        nnunet_net::trainer::FoldCases::from_store(&store, &labels, &train_ids, &val_ids, opts.case_cache_bytes)
+            .with_context(|| format!("opening the preprocessed cases of fold {fold}"))?;
+    if let Some(segs) = &prev_segs {
+        // The cascade: each case carries the previous stage's segmentation as extra channels.
+        cases.train = cascade_cases(std::mem::take(&mut cases.train), segs)?;
+        cases.val = cascade_cases(std::mem::take(&mut cases.val), segs)?;
+    }
+    let outcome = nnunet_net::trainer::train_fold(&opts, &cfg, cases, &ctx.out, &mut on_epoch)
+        .with_context(|| format!("training {cfg_name} fold {fold}"))?;
     ctx.check_cancel()?;
     write_json(&ctx.out.join("training.json"), &outcome)?;
+    if let Some(p) = &opts.pretrained {
+        let report = p.report.lock().map(|r| r.clone()).unwrap_or(None);
+        write_json(
+            &ctx.out.join("pretrained.json"),
+            &json!({
+                "source": p.source,
+                "loaded": report.as_ref().map(|r| r.loaded),
+                "fresh": report.as_ref().map(|r| r.skipped.iter().map(|(n, why)| json!({"name": n, "why": why})).collect::<Vec<_>>()),
+            }),
+        )?;
+    }
 
     if ctx.param_bool("validate")? {
-        validate(ctx, &plans, &cfg, &labels, &store, &val_ids, device)?;
+        validate(ctx, &plans, &cfg, &labels, &store, &val_ids, device, prev_segs.as_ref())?;
     }
     // Like nnU-Net: the resumable checkpoint goes once training has finished.
     let latest = ctx.out.join("checkpoint_latest");
@@ -75,6 +99,60 @@ pub fn run(ctx: &RunCtx) -> Result<()> {
         std::fs::remove_dir_all(&latest).ok();
     }
     Ok(())
+}
+
+/// The previous stage's segmentation of each of `ids` on this stage's preprocessed grid, from
+/// the fold artifacts of `prev` this unit reads (`predicted_next_stage/CFG/CASE.zarr`, written by
+/// their validation). Every case must have one: each is a validation case of exactly one fold.
+fn previous_stage_segmentations(
+    ctx: &RunCtx,
+    prev: &str,
+    cfg_name: &str,
+    ids: &[String],
+) -> Result<std::collections::BTreeMap<String, std::path::PathBuf>> {
+    let mut found = std::collections::BTreeMap::new();
+    let mut folds = 0;
+    for i in ctx.inputs_of("train-fold") {
+        if i.coords.get("configuration").map(engine::kind::value_str).as_deref() != Some(prev) {
+            continue;
+        }
+        folds += 1;
+        for id in ids {
+            let p = nnunet_infer::export::next_stage_path(&i.dir, cfg_name, id);
+            if p.is_dir() {
+                found.insert(id.clone(), p);
+            }
+        }
+    }
+    let missing: Vec<&str> = ids.iter().filter(|id| !found.contains_key(*id)).map(|s| s.as_str()).collect();
+    if !missing.is_empty() {
+        bail!(
+            "{cfg_name} trains on the cross-validation predictions of {prev}, but {} of {} case(s) have none \
+             (e.g. {}; {folds} {prev} fold(s) were read): train {prev} on every fold, with validation on, \
+             in the same stage (list {prev} with {cfg_name} in its configurations)",
+            missing.len(),
+            ids.len(),
+            missing.iter().take(3).copied().collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(found)
+}
+
+/// Store cases of a cascade stage: each with its previous-stage segmentation.
+fn cascade_cases(
+    cases: Vec<std::sync::Arc<dyn nnunet_net::sampler::PatchSource>>,
+    segs: &std::collections::BTreeMap<String, std::path::PathBuf>,
+) -> Result<Vec<std::sync::Arc<dyn nnunet_net::sampler::PatchSource>>> {
+    cases
+        .into_iter()
+        .map(|c| {
+            let p = segs.get(c.id()).ok_or_else(|| anyhow!("case {} has no previous-stage segmentation", c.id()))?;
+            let prev = nnunet_infer::export::read_label_array(p)
+                .with_context(|| format!("previous-stage segmentation {}", p.display()))?;
+            let cc = nnunet_net::sampler::CascadeCase::new(c, prev)?;
+            Ok(std::sync::Arc::new(cc) as std::sync::Arc<dyn nnunet_net::sampler::PatchSource>)
+        })
+        .collect()
 }
 
 /// Train and validation case ids of a fold (`all`: every case in both).
@@ -137,7 +215,41 @@ fn train_options(ctx: &RunCtx, device: tch::Device) -> Result<nnunet_net::traine
     o.mixed_precision = ctx.param_bool("mixed_precision")?;
     o.device = device;
     o.torch_threads = ctx.env.cpus.max(1);
+    if let Some(p) = engine::kinds::train::pretrained_path(&ctx.params) {
+        let cfg = ctx.coord("configuration")?;
+        let fold = ctx.coord("fold")?;
+        let w = read_pretrained(&p, &cfg, &fold).with_context(|| format!("pretrained weights {}", p.display()))?;
+        o.pretrained = Some(std::sync::Arc::new(nnunet_net::nnunet_checkpoint::Pretrained::new(p, w)));
+    }
     Ok(o)
+}
+
+/// The weights of `pretrained`: an nnU-Net `.pth`, one of our checkpoint folders, or a bundle
+/// (its configuration `cfg`, else its only one; its fold `fold`, else its first).
+fn read_pretrained(path: &Path, cfg: &str, fold: &str) -> Result<nnunet_net::nnunet_checkpoint::Weights> {
+    use nnunet_net::nnunet_checkpoint::{read_checkpoint, read_safetensors};
+    if path.is_dir() {
+        return Ok(read_safetensors(&path.join(nnunet_net::checkpoint::WEIGHTS))?);
+    }
+    if !path.is_file() {
+        bail!("no such file or folder");
+    }
+    if path.extension().is_some_and(|e| e == "tar") {
+        let tmp = tempfile::tempdir()?;
+        let b = nnunet_infer::bundle::load_bundle(path, &tmp.path().join("bundle"))?;
+        let cs = &b.manifest.configurations;
+        let c =
+            cs.iter().find(|c| c.name == cfg).or(if cs.len() == 1 { cs.first() } else { None }).ok_or_else(|| {
+                anyhow!(
+                    "the bundle has no configuration {cfg} (it has {})",
+                    cs.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+                )
+            })?;
+        let f = c.folds.iter().find(|f| f.as_str() == fold).or(c.folds.first()).ok_or_else(|| anyhow!("no folds"))?;
+        let dir = b.root.join(nnunet_infer::bundle::fold_path(&c.name, f));
+        return Ok(read_safetensors(&dir.join(nnunet_net::checkpoint::WEIGHTS))?);
+    }
+    Ok(read_checkpoint(path)?.1)
 }
 
 /// Per-epoch rows for `log.parquet`.
@@ -162,6 +274,10 @@ fn epoch_table(records: &[nnunet_net::trainer::EpochRecord]) -> Table {
 
 /// §7.3: predict every validation case with the final checkpoint (sliding window, Gaussian,
 /// mirroring), export to the original geometry, store probabilities for ensembling, score.
+/// A stage with a next stage (3d_lowres) also keeps each case's segmentation resampled to the
+/// next stage's preprocessed grid; a cascade stage takes its previous stage's segmentation of
+/// each case as one-hot input channels (`prev_segs`).
+#[allow(clippy::too_many_arguments)]
 fn validate(
     ctx: &RunCtx,
     plans: &Plans,
@@ -170,6 +286,7 @@ fn validate(
     store: &Path,
     val_ids: &[String],
     device: tch::Device,
+    prev_segs: Option<&std::collections::BTreeMap<String, std::path::PathBuf>>,
 ) -> Result<()> {
     use nnunet_infer::export::{export_prediction, write_probabilities, write_segmentation};
     use nnunet_infer::predictor::{LabelSpec, Predictor};
@@ -194,10 +311,26 @@ fn validate(
         let case = ctx.dataset.case(id).ok_or_else(|| anyhow!("validation case {id} is not in the dataset"))?;
         let cs =
             nnunet_prep::store::CaseStore::open(&store.join(id)).with_context(|| format!("preprocessed case {id}"))?;
-        let data = cs.read_data()?;
-        let logits = predictor.predict_preprocessed(&data, tta)?;
+        let mut data = cs.read_data()?;
+        if let Some(segs) = prev_segs {
+            let p = &segs[id];
+            let prev = nnunet_infer::export::read_label_array(p)
+                .with_context(|| format!("previous-stage segmentation {}", p.display()))?;
+            if prev.shape != cs.shape() {
+                bail!("{}: shape {:?}, the preprocessed case {id} is {:?}", p.display(), prev.shape, cs.shape());
+            }
+            for &l in &spec.foreground_labels {
+                data.push(prev.map(|v| if v as i32 == l { 1.0f32 } else { 0.0 }));
+            }
+        }
+        let logits = predictor.predict_channels(data, tta, &|_, _| {})?;
+        if let Some(next) = &cfg.next_stage {
+            write_next_stage(ctx, plans, cfg, next, id, cs.properties(), &logits, &spec)?;
+        }
         let ex = export_prediction(&logits, cs.properties(), plans, cfg, &spec.mode, true)?;
-        let header = nnunet_io::nifti::read_header(&case.images[0].path)?;
+        // Validation outputs are internal artifacts: NIfTI whatever the dataset's format, with
+        // the input's geometry (converted when the input is not NIfTI).
+        let header = nnunet_io::image::read_header(&case.images[0].path)?;
         let seg_path = out.join(format!("{id}.nii.gz"));
         write_segmentation(&seg_path, &ex.segmentation, &header, spec.foreground_labels.len())?;
         if let Some(p) = &ex.probabilities {
@@ -221,5 +354,43 @@ fn validate(
         &out.join("timing.json"),
         &json!({"cases": val_ids.len(), "seconds": t0.elapsed().as_secs_f64(), "tta": tta}),
     )?;
+    Ok(())
+}
+
+/// §7.3 `resample_and_save`: a validation case's logits resampled to the next stage's
+/// preprocessed grid (nnU-Net passes this stage's spacing as both spacings, so only it decides
+/// separate-z), as labels, into `predicted_next_stage/NEXT/CASE.zarr` of this fold.
+#[allow(clippy::too_many_arguments)]
+fn write_next_stage(
+    ctx: &RunCtx,
+    plans: &Plans,
+    cfg: &ResolvedConfiguration,
+    next: &str,
+    id: &str,
+    props: &nnunet_prep::preprocess::CaseProperties,
+    logits: &nnunet_infer::export::Logits,
+    spec: &nnunet_infer::predictor::LabelSpec,
+) -> Result<()> {
+    use nnunet_prep::preprocess::target_spacing;
+    let next_cfg = plans.configuration(next).with_context(|| format!("next stage {next} of {}", cfg.name))?;
+    let shape = nnunet_prep::resample::compute_new_shape(
+        props.shape_after_cropping_and_before_resampling,
+        props.spacing_transposed,
+        target_spacing(&next_cfg, props.spacing_transposed)?,
+    );
+    let spacing = target_spacing(cfg, props.spacing_transposed)?;
+    let seg = nnunet_infer::export::resample_logits_to_segmentation(
+        logits,
+        shape,
+        spacing,
+        spacing,
+        &cfg.resampling_probabilities,
+        &spec.mode,
+    )?;
+    let dir = nnunet_infer::export::next_stage_path(&ctx.out, next, id);
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    nnunet_infer::export::write_label_array(&dir, &seg, json!({"case": id, "from": cfg.name}))?;
     Ok(())
 }

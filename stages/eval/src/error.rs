@@ -7,6 +7,8 @@ use std::path::PathBuf;
 pub enum EvalError {
     #[error(transparent)]
     Nifti(#[from] NiftiError),
+    #[error(transparent)]
+    Image(#[from] nnunet_io::image::ImageError),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("prediction {prediction} has no reference segmentation: {reference} does not exist")]

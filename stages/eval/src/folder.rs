@@ -6,7 +6,7 @@ use crate::classes::LabelOrRegion;
 use crate::error::{EvalError, Result};
 use crate::metrics::case_metrics;
 use crate::summary::{CaseResult, Summary};
-use nnunet_io::nifti::{read_nifti, NiftiHeader};
+use nnunet_io::image::{read_image, ImageHeader};
 use nnunet_io::Volume;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
@@ -35,34 +35,33 @@ pub fn list_segmentations(dir: &Path, ending: &str) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// Reads a segmentation as an i16 label map with its header (reduced to 3D).
-pub fn read_segmentation(path: &Path) -> Result<(Volume<i16>, NiftiHeader)> {
-    let img = read_nifti(path)?;
+/// Reads a segmentation (any supported format) as an i16 label map with its header.
+pub fn read_segmentation(path: &Path) -> Result<(Volume<i16>, ImageHeader)> {
+    let img = read_image(path)?;
     let vol = img.to_label_volume()?;
-    Ok((vol, img.header.to_3d()))
+    Ok((vol, img.header))
 }
 
-/// Checks that a prediction lies on the reference's voxel grid: same shape, spacing and
-/// affine (within what float32 header storage allows).
-pub fn check_same_geometry(reference: &Path, rh: &NiftiHeader, prediction: &Path, ph: &NiftiHeader) -> Result<()> {
+/// Checks that a prediction lies on the reference's voxel grid: same shape, spacing, origin
+/// and direction (ITK geometry; within what float32 header storage allows).
+pub fn check_same_geometry(reference: &Path, rh: &ImageHeader, prediction: &Path, ph: &ImageHeader) -> Result<()> {
     let fail = |detail: String| {
         Err(EvalError::Geometry { reference: reference.to_path_buf(), prediction: prediction.to_path_buf(), detail })
     };
-    if rh.shape_zyx() != ph.shape_zyx() {
-        return fail(format!("shape (z, y, x) {:?} vs {:?}", rh.shape_zyx(), ph.shape_zyx()));
+    let (rg, pg) = (&rh.geometry, &ph.geometry);
+    if rg.shape != pg.shape {
+        return fail(format!("shape (z, y, x) {:?} vs {:?}", rg.shape, pg.shape));
     }
-    let (rs, ps) = (rh.spacing_zyx(), ph.spacing_zyx());
+    let (rs, ps) = (rg.spacing, pg.spacing);
     if rs.iter().zip(&ps).any(|(a, b)| (a - b).abs() > 1e-4 * a.abs().max(b.abs()).max(1e-3)) {
-        return fail(format!("spacing (z, y, x) {rs:?} vs {ps:?}"));
+        return fail(format!("spacing (x, y, z) {rs:?} vs {ps:?}"));
     }
-    let (ra, pa) = (rh.affine(), ph.affine());
-    for i in 0..3 {
-        for j in 0..4 {
-            let (a, b) = (ra[i][j], pa[i][j]);
-            if (a - b).abs() > 1e-3 + 1e-4 * a.abs().max(b.abs()) {
-                return fail(format!("affine row {i} {:?} vs {:?}", ra[i], pa[i]));
-            }
-        }
+    let close = |a: f64, b: f64, abs: f64| (a - b).abs() <= abs + 1e-4 * a.abs().max(b.abs());
+    if rg.origin.iter().zip(&pg.origin).any(|(a, b)| !close(*a, *b, 1e-3)) {
+        return fail(format!("origin (x, y, z) {:?} vs {:?}", rg.origin, pg.origin));
+    }
+    if rg.direction.concat().iter().zip(pg.direction.concat()).any(|(a, b)| !close(*a, b, 1e-4)) {
+        return fail(format!("direction {:?} vs {:?}", rg.direction, pg.direction));
     }
     Ok(())
 }
@@ -143,13 +142,5 @@ pub fn evaluate_folder_with(
 
 /// Writes bytes to `path` through a temporary sibling file and a rename.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
-    let io = |source| EvalError::Io { path: path.to_path_buf(), source };
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(e)
-    })
+    nnunet_io::fsio::write_atomic(path, bytes).map_err(|source| EvalError::Io { path: path.to_path_buf(), source })
 }

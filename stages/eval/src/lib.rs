@@ -8,16 +8,21 @@
 //! - [`components`]: 3D connected components (26-connectivity), keep-largest with ties.
 //! - [`postprocess`]: `determine_postprocessing` (§10.2) and [`apply_postprocessing`].
 //! - [`ensemble`]: best configuration / pair ensemble selection (§10.1), probability averaging.
+//! - [`crossval`]: merging the folds' validation predictions and scoring configurations and
+//!   pair ensembles on them (`find_best_configuration`).
 //! - [`segmentation`]: scores -> label map (argmax or region painting).
+//! - [`paired`]: paired per-case comparison of two models (bootstrap CI, Wilcoxon signed-rank).
 //!
 //! Domain crate: plain functions and types, no engine imports, no tch.
 
 pub mod classes;
 pub mod components;
+pub mod crossval;
 pub mod ensemble;
 pub mod error;
 pub mod folder;
 pub mod metrics;
+pub mod paired;
 pub mod postprocess;
 pub mod pyjson;
 pub mod segmentation;

@@ -42,10 +42,10 @@ impl PostprocessingStep {
 /// Dice scores at one point of the search (NaN is written as `null`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DiceScores {
-    #[serde(with = "nan_as_null")]
+    #[serde(with = "nnunet_io::fsio::nan_as_null")]
     pub foreground_mean: f64,
     /// Mean Dice per class, keyed like `summary.json`.
-    #[serde(with = "nan_map")]
+    #[serde(with = "nnunet_io::fsio::nan_as_null::map")]
     pub per_class: BTreeMap<String, f64>,
 }
 
@@ -110,10 +110,63 @@ impl PostprocessingDecision {
         crate::folder::write_atomic(path, self.to_json().as_bytes())
     }
 
+    /// Reads our JSON decision, or nnU-Net's `postprocessing.pkl` (by its extension).
     pub fn read(path: &Path) -> Result<Self> {
+        if path.extension().is_some_and(|e| e == "pkl") {
+            return Self::read_nnunet_pickle(path);
+        }
         let text =
             std::fs::read_to_string(path).map_err(|source| EvalError::Io { path: path.to_path_buf(), source })?;
         Self::from_json(&text).map_err(|msg| EvalError::DecisionFormat { path: path.to_path_buf(), msg })
+    }
+}
+
+/// nnU-Net's post-processing function, the only one `determine_postprocessing` chooses.
+pub const NNUNET_KEEP_LARGEST: &str =
+    "nnunetv2.postprocessing.remove_connected_components.remove_all_but_largest_component_from_segmentation";
+
+impl PostprocessingDecision {
+    /// nnU-Net's `postprocessing.pkl`: the pickled tuple `(pp_fns, pp_fn_kwargs)` of
+    /// `determine_postprocessing`. Read with the safe pickle subset (nothing is executed); the
+    /// functions must be `remove_all_but_largest_component_from_segmentation`, the kwargs
+    /// `{'labels_or_regions': int | tuple | list of those}` (a list is a union).
+    pub fn read_nnunet_pickle(path: &Path) -> Result<Self> {
+        use nnunet_io::pickle::{read, ReadOptions, Value};
+        let bad = |msg: String| EvalError::DecisionFormat { path: path.to_path_buf(), msg };
+        let bytes = std::fs::read(path).map_err(|source| EvalError::Io { path: path.to_path_buf(), source })?;
+        let opts = ReadOptions { references: vec![NNUNET_KEEP_LARGEST.into()], ..ReadOptions::default() };
+        let v = read(&bytes, &opts).map_err(|e| bad(e.to_string()))?;
+        let pair = v
+            .as_seq()
+            .filter(|p| p.len() == 2)
+            .ok_or_else(|| bad("expected the tuple (pp_fns, pp_fn_kwargs)".into()))?;
+        let (fns, kwargs) = match (pair[0].as_seq(), pair[1].as_seq()) {
+            (Some(f), Some(k)) if f.len() == k.len() => (f, k),
+            _ => return Err(bad("pp_fns and pp_fn_kwargs must be lists of the same length".into())),
+        };
+        let int = |x: &Value| x.as_i64().and_then(|i| i32::try_from(i).ok());
+        let one = |x: &Value| -> Option<LabelOrRegion> {
+            match x {
+                Value::Tuple(r) => r.iter().map(int).collect::<Option<Vec<_>>>().map(LabelOrRegion::Region),
+                _ => int(x).map(LabelOrRegion::Label),
+            }
+        };
+        let mut d = PostprocessingDecision::none();
+        for (f, kw) in fns.iter().zip(kwargs) {
+            match f {
+                Value::Global(g) if g == NNUNET_KEEP_LARGEST => {}
+                other => return Err(bad(format!("post-processing function {other:?} is not supported"))),
+            }
+            let lr = kw.get("labels_or_regions").ok_or_else(|| bad("a step has no 'labels_or_regions'".into()))?;
+            let items = match lr {
+                Value::List(l) => l.iter().map(one).collect::<Option<Vec<_>>>(),
+                x => one(x).map(|o| vec![o]),
+            }
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| bad(format!("labels_or_regions {lr:?} is not a label, a region or a list of them")))?;
+            d.steps.push(PostprocessingStep::keep_largest(items));
+        }
+        Ok(d)
     }
 }
 
@@ -184,6 +237,9 @@ fn summarize(cases: &[CasePair], segs: &[Volume<i16>], classes: &[LabelOrRegion]
 /// - `foreground_labels`: the labels merged in step 1 (nnU-Net uses the labels even for
 ///   region-based datasets);
 /// - `progress(step_done, steps_total)` after each tried step.
+///
+/// Long (~90 lines) on purpose: it follows nnU-Net's `determine_postprocessing` (baseline,
+/// whole-foreground trial, per-class trials, decision) in one readable sequence.
 pub fn determine_postprocessing(
     cases: &[CasePair],
     classes: &[LabelOrRegion],
@@ -302,8 +358,8 @@ pub fn determine_postprocessing_folder(
 }
 
 /// Applies a decision to every segmentation of `in_dir` ending in `file_ending`, writing
-/// files of the same name to `out_dir` with each input's header (u8 when every value fits,
-/// else i16).
+/// files of the same name to `out_dir` in each input's format and geometry (u8 when every
+/// value fits, else u16).
 pub fn apply_postprocessing_folder(
     in_dir: &Path,
     out_dir: &Path,
@@ -316,41 +372,11 @@ pub fn apply_postprocessing_folder(
         let (seg, header) = read_segmentation(&in_dir.join(n))?;
         let out = apply_postprocessing(&seg, decision);
         let path = out_dir.join(n);
-        if out.data.iter().all(|&v| (0..=255).contains(&v)) {
-            nnunet_io::nifti::write_nifti(&path, &header, &out.map(|v| v as u8))?;
-        } else {
-            nnunet_io::nifti::write_nifti(&path, &header, &out)?;
-        }
+        let wide = !out.data.iter().all(|&v| (0..=255).contains(&v));
+        nnunet_io::image::write_segmentation(&path, &header, &out, wide)?;
         Ok(())
     })?;
     Ok(names.len())
-}
-
-mod nan_as_null {
-    use serde::{Deserialize, Deserializer, Serializer};
-    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
-        if v.is_finite() {
-            s.serialize_f64(*v)
-        } else {
-            s.serialize_none()
-        }
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
-    }
-}
-
-mod nan_map {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-    use std::collections::BTreeMap;
-    pub fn serialize<S: Serializer>(m: &BTreeMap<String, f64>, s: S) -> Result<S::Ok, S::Error> {
-        let o: BTreeMap<&String, Option<f64>> = m.iter().map(|(k, v)| (k, v.is_finite().then_some(*v))).collect();
-        o.serialize(s)
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, f64>, D::Error> {
-        let o = BTreeMap::<String, Option<f64>>::deserialize(d)?;
-        Ok(o.into_iter().map(|(k, v)| (k, v.unwrap_or(f64::NAN))).collect())
-    }
 }
 
 #[cfg(test)]
@@ -430,5 +456,34 @@ mod tests {
         let s = seg(&[(1, 0, 0, 2, 2), (1, 5, 5, 2, 2), (1, 0, 6, 1, 1)]);
         let r = remove_all_but_largest_component(&s, &labels(&[1]), 0);
         assert_eq!(r, seg(&[(1, 0, 0, 2, 2), (1, 5, 5, 2, 2)]));
+    }
+}
+
+#[cfg(test)]
+mod nnunet_pickle_tests {
+    use super::*;
+
+    #[test]
+    fn reads_nnunet_postprocessing_pkl() {
+        // Pickled by nnU-Net's own save_pickle (stages/net/tests/fixtures/nnunet/README.md).
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../net/tests/fixtures/nnunet/postprocessing.pkl");
+        let d = PostprocessingDecision::read(&p).unwrap();
+        assert_eq!(
+            d.steps,
+            vec![
+                PostprocessingStep::keep_largest(vec![LabelOrRegion::Label(1), LabelOrRegion::Label(2)]),
+                PostprocessingStep::keep_largest(vec![LabelOrRegion::Label(2)]),
+            ]
+        );
+    }
+
+    #[test]
+    fn refuses_other_functions_and_code() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("postprocessing.pkl");
+        // (os.system, ...) is refused before anything could run.
+        std::fs::write(&p, b"\x80\x02cos\nsystem\n]\x86.").unwrap();
+        let e = PostprocessingDecision::read(&p).unwrap_err().to_string();
+        assert!(e.contains("os.system") && e.contains("postprocessing.pkl"), "{e}");
     }
 }

@@ -3,7 +3,7 @@
 //! `regions_class_order` for regions.
 
 use crate::error::{EvalError, Result};
-use nnunet_io::nifti::{write_nifti, NiftiHeader};
+use nnunet_io::image::ImageHeader;
 use nnunet_io::volume::numel;
 use nnunet_io::Volume;
 use serde::{Deserialize, Serialize};
@@ -131,35 +131,24 @@ pub fn needs_u16(num_foreground_labels: usize) -> bool {
     num_foreground_labels >= 255
 }
 
-/// Step 5: writes a segmentation with the geometry of `template` (the input image's header):
-/// same shape, affine, spacing and orientation. Fails when the shapes differ.
+/// Step 5: writes a segmentation in the format the file name says (the input's
+/// `file_ending`) with the geometry of `template` (the input image's header): same shape,
+/// spacing, origin and direction. Fails when the shapes differ. Written atomically.
 pub fn write_segmentation(
     path: &Path,
     seg: &Volume<i16>,
-    template: &NiftiHeader,
+    template: &ImageHeader,
     num_foreground_labels: usize,
 ) -> Result<()> {
-    let t3 = template.to_3d();
-    if t3.shape_zyx() != seg.shape {
+    if template.shape_zyx() != seg.shape {
         return Err(EvalError::Invalid(format!(
             "{}: segmentation of shape {:?} does not match the input image's shape {:?}",
             path.display(),
             seg.shape,
-            t3.shape_zyx()
+            template.shape_zyx()
         )));
     }
-    if let Some(&v) = seg.data.iter().find(|&&v| v < 0) {
-        return Err(EvalError::Invalid(format!("{}: negative label {v} in a segmentation", path.display())));
-    }
-    if needs_u16(num_foreground_labels) {
-        write_nifti(path, &t3, &seg.map(|v| v as u16))?;
-    } else {
-        if let Some(&v) = seg.data.iter().find(|&&v| v > 255) {
-            return Err(EvalError::Invalid(format!("{}: label {v} does not fit uint8", path.display())));
-        }
-        write_nifti(path, &t3, &seg.map(|v| v as u8))?;
-    }
-    Ok(())
+    Ok(nnunet_io::image::write_segmentation(path, template, seg, needs_u16(num_foreground_labels))?)
 }
 
 #[cfg(test)]

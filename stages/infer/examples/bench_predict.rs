@@ -161,20 +161,28 @@ fn main() {
     let nd = config.patch_size.len();
     let opts = SlidingWindowOptions { device, tiles_per_batch, batch_mirrors, ..Default::default() };
     let nets: Vec<Box<dyn SegNetwork>> = vec![Box::new(net)];
-    let pred =
+    let mut pred =
         Predictor::new(nets, config.patch_size.clone(), ds.num_channels(), spec.num_outputs(), (0..nd).collect(), opts)
             .unwrap();
     let cases: Vec<_> = ds.cases.iter().take(n).cloned().collect();
     let out = std::env::temp_dir().join(format!("bench_predict_{}", std::process::id()));
-    let r = bench_predict(&pred, &cases, &plans, &config, &spec, &out, &|_, _| {}).expect("bench");
+    let r =
+        bench_predict(&mut pred, &cases, &plans, &config, &spec, &out, &[false, true], &|_, _| Ok(None), &|_, _| {})
+            .expect("bench");
     let _ = std::fs::remove_dir_all(&out);
     if std::env::var("BENCH_DETAIL").is_ok() {
-        for c in &r.per_case {
-            println!("{} {:.3} {:.3}", c.0, c.1, c.2);
+        for (id, tta, t, s) in &r.per_case {
+            println!(
+                "{id} tta={tta} {s:.3} (preprocess {:.3}, predict {:.3}, export {:.3})",
+                t.preprocess_s, t.predict_s, t.export_s
+            );
         }
     }
     println!(
         "nnunet-rs predict {} threads={threads} tiles_per_batch={tiles_per_batch} batch_mirrors={batch_mirrors} cases={} s_per_case no_tta={:.3} tta={:.3}",
-        args[3], r.cases, r.seconds_per_case_no_mirroring, r.seconds_per_case_mirroring
+        args[3],
+        r.cases,
+        r.seconds_per_case_no_mirroring.unwrap_or(f64::NAN),
+        r.seconds_per_case_mirroring.unwrap_or(f64::NAN)
     );
 }

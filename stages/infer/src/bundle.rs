@@ -16,7 +16,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub const BUNDLE_FORMAT: &str = "nnunet-rs-model-bundle";
 pub const BUNDLE_FORMAT_VERSION: u32 = 1;
@@ -98,13 +97,6 @@ fn safe_name(s: &str) -> bool {
         && s != ".."
 }
 
-static TMP: AtomicUsize = AtomicUsize::new(0);
-
-fn sibling_tmp(path: &Path, tag: &str) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "bundle".into());
-    path.with_file_name(format!(".{name}.{tag}-{}-{}", std::process::id(), TMP.fetch_add(1, Ordering::Relaxed)))
-}
-
 /// Writes a bundle `.tar` at `out` (through a temporary file renamed into place) and returns
 /// its manifest.
 pub fn export_bundle(out: &Path, parts: &BundleParts) -> Result<BundleManifest> {
@@ -160,27 +152,19 @@ pub fn export_bundle(out: &Path, parts: &BundleParts) -> Result<BundleManifest> 
         files,
     };
     let mtext = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
-    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(io_err(parent))?;
-    }
-    let tmp = sibling_tmp(out, "tmp");
-    let result = (|| -> Result<()> {
-        let f = File::create(&tmp).map_err(io_err(&tmp))?;
+    nnunet_io::fsio::write_with(out, None, |tmp| -> Result<()> {
+        let f = File::create(tmp).map_err(io_err(tmp))?;
         let mut w = TarWriter::new(BufWriter::new(f));
         w.append(MANIFEST, mtext.len() as u64, &mut &mtext[..]).map_err(io_err(out))?;
         for ((p, src), mf) in sources.iter().zip(&manifest.files) {
             let mut r = BufReader::new(File::open(src).map_err(io_err(src))?);
             w.append(p, mf.size, &mut r).map_err(|e| bundle_err(src, format!("while archiving: {e}")))?;
         }
-        let mut bw = w.finish().map_err(io_err(&tmp))?;
-        bw.flush().map_err(io_err(&tmp))?;
-        bw.into_inner().map_err(|e| bundle_err(&tmp, e.to_string()))?.sync_all().map_err(io_err(&tmp))?;
-        std::fs::rename(&tmp, out).map_err(io_err(out))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map(|_| manifest)
+        let mut bw = w.finish().map_err(io_err(tmp))?;
+        bw.flush().map_err(io_err(tmp))?;
+        bw.into_inner().map_err(|e| bundle_err(tmp, e.to_string()))?.sync_all().map_err(io_err(tmp))
+    })?;
+    Ok(manifest)
 }
 
 /// A bundle extracted and verified.
@@ -281,7 +265,7 @@ pub fn load_bundle(path: &Path, target_dir: &Path) -> Result<LoadedBundle> {
     if let Some(parent) = target_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(io_err(parent))?;
     }
-    let tmp = sibling_tmp(target_dir, "partial");
+    let tmp = nnunet_io::fsio::temp_sibling(target_dir, None);
     let result = (|| -> Result<BundleManifest> {
         std::fs::create_dir(&tmp).map_err(io_err(&tmp))?;
         let f = File::open(path).map_err(io_err(path))?;

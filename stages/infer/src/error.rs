@@ -16,11 +16,18 @@ pub enum InferError {
     #[error(transparent)]
     Nifti(#[from] nnunet_io::nifti::NiftiError),
     #[error(transparent)]
+    Image(#[from] nnunet_io::image::ImageError),
+    #[error(transparent)]
     Zarr(#[from] nnunet_io::zarr::ZarrError),
     #[error("torch: {0}")]
     Torch(#[from] tch::TchError),
+    #[error(transparent)]
+    Net(#[from] nnunet_net::NetError),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    /// A file operation of `nnunet_io::fsio` (its message names the path).
+    #[error(transparent)]
+    File(#[from] std::io::Error),
     /// A checkpoint folder that cannot be used.
     #[error("checkpoint {path}: {msg}")]
     Checkpoint { path: PathBuf, msg: String },

@@ -26,11 +26,28 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     serde_json::from_str(&text).map_err(|e| invalid(format!("{}: {e}", path.display())))
 }
 
-/// One trained configuration: its fold checkpoint folders, `(fold, folder)`.
+/// One trained configuration: its fold checkpoints, `(fold, folder or .pth file)`.
 #[derive(Clone, Debug)]
 pub struct ModelConfiguration {
     pub name: String,
     pub folds: Vec<(String, PathBuf)>,
+    /// Plans of its own (an nnU-Net model folder among others) and the configuration's name
+    /// in them; `None`: the model's plans, configuration `name`.
+    pub source: Option<Box<ConfigurationSource>>,
+}
+
+/// Where a member's configuration is defined when it is not the model's plans.
+#[derive(Clone, Debug)]
+pub struct ConfigurationSource {
+    pub plans: Plans,
+    pub configuration: String,
+}
+
+impl ModelConfiguration {
+    /// A configuration of the model's plans.
+    pub fn new(name: impl Into<String>, folds: Vec<(String, PathBuf)>) -> ModelConfiguration {
+        ModelConfiguration { name: name.into(), folds, source: None }
+    }
 }
 
 /// Everything needed to segment new images.
@@ -67,6 +84,11 @@ impl Model {
         let labels = Labels::from_v2_json(&dj["labels"], dj.get("regions_class_order").filter(|r| !r.is_null()))
             .map_err(|e| invalid(format!("{}: {e}", dataset_json.display())))?;
         let file_ending = dj.get("file_ending").and_then(|v| v.as_str()).unwrap_or(".nii.gz").to_string();
+        // The ending names every output file (`CASE{file_ending}`): only the supported image
+        // endings, never a path (a hostile bundle's "/../x" would write elsewhere).
+        let reader = dj.get("overwrite_image_reader_writer").and_then(|v| v.as_str());
+        nnunet_io::image::check_reader(&file_ending, reader)
+            .map_err(|e| invalid(format!("{}: {e}", dataset_json.display())))?;
         let num_channels = dj
             .get("channel_names")
             .or_else(|| dj.get("modality"))
@@ -80,17 +102,7 @@ impl Model {
         if members.is_empty() || members.len() > 2 {
             return Err(invalid(format!("a model has one configuration or a pair ensemble, not {}", members.len())));
         }
-        for m in &members {
-            let c = configurations
-                .iter()
-                .find(|c| &c.name == m)
-                .ok_or_else(|| invalid(format!("the chosen configuration {m} has no trained folds")))?;
-            if c.folds.is_empty() {
-                return Err(invalid(format!("the chosen configuration {m} has no trained folds")));
-            }
-            plans.configuration(m).map_err(|e| invalid(format!("configuration {m} of the model: {e}")))?;
-        }
-        Ok(Model {
+        let model = Model {
             plans_json,
             dataset_json,
             postprocessing_json,
@@ -102,7 +114,27 @@ impl Model {
             configurations,
             postprocessing,
             info,
-        })
+        };
+        for m in &model.members {
+            let c = model
+                .configurations
+                .iter()
+                .find(|c| &c.name == m)
+                .ok_or_else(|| invalid(format!("the chosen configuration {m} has no trained folds")))?;
+            if c.folds.is_empty() {
+                return Err(invalid(format!("the chosen configuration {m} has no trained folds")));
+            }
+            model.resolve(m).map_err(|e| invalid(format!("configuration {m} of the model: {e}")))?;
+        }
+        Ok(model)
+    }
+
+    /// The plans and resolved configuration of a configuration of the model.
+    pub fn resolve(&self, name: &str) -> Result<(&Plans, nnunet_prep::plans::ResolvedConfiguration)> {
+        match self.configurations.iter().find(|c| c.name == name).and_then(|c| c.source.as_deref()) {
+            Some(src) => Ok((&src.plans, src.plans.configuration(&src.configuration)?)),
+            None => Ok((&self.plans, self.plans.configuration(name)?)),
+        }
     }
 
     /// The model of an extracted bundle.
@@ -114,6 +146,7 @@ impl Model {
             .map(|c| ModelConfiguration {
                 name: c.name.clone(),
                 folds: c.folds.iter().map(|f| (f.clone(), b.root.join(crate::bundle::fold_path(&c.name, f)))).collect(),
+                source: None,
             })
             .collect();
         let members: Vec<String> = b.manifest.info["members"]
@@ -164,13 +197,13 @@ impl Model {
         let mut order: Vec<String> = Vec::new();
         for m in &self.members {
             let mut chain = vec![m.clone()];
-            let mut cur = self.plans.configuration(m)?;
+            let mut cur = self.resolve(m)?.1;
             while let Some(prev) = cur.previous_stage.clone() {
                 if chain.contains(&prev) || chain.len() > 8 {
                     return Err(invalid(format!("configuration {m}: previous_stage cycle")));
                 }
                 chain.push(prev.clone());
-                cur = self.plans.configuration(&prev)?;
+                cur = self.resolve(&prev)?.1;
             }
             for c in chain.into_iter().rev() {
                 if !order.contains(&c) {
@@ -206,17 +239,30 @@ pub struct PredictOptions {
     pub device: tch::Device,
     pub save_probabilities: bool,
     pub postprocessing: bool,
+    /// Resident-memory budget of the process in bytes (`--memory`): the sliding-window batch is
+    /// chosen to fit and a case that cannot fit is refused before any work.
+    pub memory: Option<u64>,
+    /// Sliding-window step as a fraction of the patch (nnU-Net's `-step_size`, 0.5).
+    pub tile_step_size: f64,
+    /// Accumulate in f16 like nnU-Net (parity checks) instead of f32.
+    pub fp16_accumulation: bool,
 }
 
-/// Seconds spent on one case.
+/// Seconds spent on one case, and the NaN/inf input voxels that were read as 0.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct CaseTiming {
     pub case: String,
     pub seconds: f64,
+    pub non_finite_voxels: usize,
 }
 
-/// Segments `cases` with `model` into `out` (`CASE.nii.gz`, the input image's geometry; with
-/// `save_probabilities` also `CASE.probs.zarr`). Cases are written atomically, one by one.
+/// Segments `cases` with `model` into `out` (`CASE{file_ending}`, the input image's format and
+/// geometry; with `save_probabilities` also `CASE.probs.zarr`). Cases are written atomically,
+/// one by one.
+///
+/// Long (~100 lines): the per-case sequence (cascade order, members, pair average,
+/// post-processing, writes) reads as nnU-Net's `predict_from_files`; being reworked with the
+/// predictor, so not split here.
 pub fn predict_cases(
     model: &Model,
     cases: &[Case],
@@ -229,12 +275,22 @@ pub fn predict_cases(
     let spec = LabelSpec::from_labels(&model.labels);
     let order = model.prediction_order()?;
     let mut predictors: BTreeMap<String, Predictor> = BTreeMap::new();
+    let mut wanted_batch: BTreeMap<String, usize> = BTreeMap::new();
     for cfg_name in &order {
-        let cfg = model.plans.configuration(cfg_name)?;
+        let (_, cfg) = model.resolve(cfg_name)?;
         let mut sw = crate::sliding_window::SlidingWindowOptions::default();
         sw.device = opts.device;
+        sw.tile_step_size = opts.tile_step_size;
+        if opts.fp16_accumulation {
+            sw.accumulation = crate::sliding_window::Accumulation::F16;
+        }
         let p = Predictor::from_checkpoints(&model.folds_of(cfg_name)?, &cfg, sw, &crate::network::load_checkpoint)
             .map_err(|e| invalid(format!("loading {cfg_name}: {e}")))?;
+        let wanted = match p.options.tiles_per_batch {
+            0 => crate::sliding_window::recommended_tiles_per_batch(&p.patch_size),
+            n => n,
+        };
+        wanted_batch.insert(cfg_name.clone(), wanted);
         predictors.insert(cfg_name.clone(), p);
     }
     let ensemble = model.members.len() > 1;
@@ -255,11 +311,15 @@ pub fn predict_cases(
                 model.num_channels
             )));
         }
+        let header = images.header.clone();
+        let non_finite = images.non_finite;
+        // The last configuration consumes the images; earlier ones (a cascade's previous stage,
+        // the first member of an ensemble) work on a copy.
+        let mut images = Some(images);
         let mut segs: BTreeMap<String, nnunet_io::Volume<i16>> = BTreeMap::new();
         let mut probs = Vec::new();
-        let mut last = None;
-        for cfg_name in &order {
-            let cfg = model.plans.configuration(cfg_name)?;
+        for (idx, cfg_name) in order.iter().enumerate() {
+            let (plans, cfg) = model.resolve(cfg_name)?;
             let prev = cfg
                 .previous_stage
                 .as_ref()
@@ -271,18 +331,37 @@ pub fn predict_cases(
                 save_probabilities: member && (ensemble || opts.save_probabilities),
                 postprocessing: None,
             };
-            let p = predictors[cfg_name]
-                .predict_raw_case(&images, &model.plans, &cfg, &spec, prev, &copts)
+            let predictor = predictors.get_mut(cfg_name).ok_or_else(|| invalid(format!("{cfg_name} is not loaded")))?;
+            if let Some(budget) = opts.memory {
+                let images = images.as_ref().ok_or_else(|| invalid("the images were consumed"))?;
+                let size = crate::memory::case_size(images, plans, &cfg, predictor.num_outputs)?;
+                let choice = crate::memory::MemoryBudget(budget).choose_batch(
+                    &case.id,
+                    &size,
+                    &cfg.architecture,
+                    &cfg.patch_size,
+                    wanted_batch[cfg_name],
+                )?;
+                predictor.options.tiles_per_batch = choice.tiles_per_batch;
+            }
+            let imgs = if idx + 1 == order.len() {
+                images.take().ok_or_else(|| invalid("the images were consumed"))?
+            } else {
+                images.clone().ok_or_else(|| invalid("the images were consumed"))?
+            };
+            let p = predictor
+                .predict_case(imgs, plans, &cfg, &spec, prev, &copts)
                 .map_err(|e| invalid(format!("predicting case {} with {cfg_name}: {e}", case.id)))?;
             if member {
-                if let Some(pr) = &p.probabilities {
-                    probs.push(pr.clone());
+                if let Some(pr) = p.probabilities {
+                    probs.push(pr);
                 }
             }
-            segs.insert(cfg_name.clone(), p.segmentation.clone());
-            last = Some(p);
+            segs.insert(cfg_name.clone(), p.segmentation);
         }
-        let last = last.ok_or_else(|| invalid("nothing was predicted"))?;
+        if segs.is_empty() {
+            return Err(invalid("nothing was predicted"));
+        }
         let (mut seg, probabilities) = if ensemble {
             let (a, b) = (&probs[0], &probs[1]);
             if a.shape != b.shape || a.num_channels != b.num_channels {
@@ -303,10 +382,12 @@ pub fn predict_cases(
                 seg = apply_postprocessing(&seg, pp);
             }
         }
+        // Atomic (temporary file + rename per file, data file before header).
         let name = format!("{}{}", case.id, model.file_ending);
-        let tmp = out.join(format!(".{name}.partial{}", model.file_ending));
-        write_segmentation(&tmp, &seg, &last.header, spec.foreground_labels.len())?;
-        std::fs::rename(&tmp, out.join(&name)).map_err(io_err(&tmp))?;
+        // The image writers are atomic themselves, every file of the image included (the
+        // `.raw`/`.nrrd` data file of `.mhd`/`.nhdr`, a TIFF stack's sidecar), which are named
+        // after the final path: no temporary name here.
+        write_segmentation(&out.join(&name), &seg, &header, spec.foreground_labels.len())?;
         if opts.save_probabilities {
             if let Some(p) = &probabilities {
                 let dir = out.join(format!("{}{}", case.id, nnunet_eval::folder::PROBS_SUFFIX));
@@ -314,7 +395,11 @@ pub fn predict_cases(
                 crate::export::write_probabilities(&dir, p, json!({"case": case.id}))?;
             }
         }
-        timings.push(CaseTiming { case: case.id.clone(), seconds: t0.elapsed().as_secs_f64() });
+        timings.push(CaseTiming {
+            case: case.id.clone(),
+            seconds: t0.elapsed().as_secs_f64(),
+            non_finite_voxels: non_finite,
+        });
     }
     progress(n, n, "done");
     Ok(timings)

@@ -1,8 +1,9 @@
-//! What the predictor needs from a network, and reading a checkpoint folder's `meta.json`.
+//! What the predictor needs from a network, and the loader of our checkpoint folders.
 //!
-//! A checkpoint folder holds `model.safetensors` and `meta.json` (`in_channels`,
-//! `num_classes`, network options, `inference_allowed_mirroring_axes`). Building the network
-//! from it is the network crate's job; [`NetworkLoader`] is the seam.
+//! A checkpoint is one of our folders (`model.safetensors` and `meta.json`, described by
+//! `nnunet_net::checkpoint::CheckpointMeta`, re-exported here) or an nnU-Net v2
+//! `checkpoint_*.pth` file (see [`is_nnunet_checkpoint`]). Building the network from it is the
+//! network crate's job; [`NetworkLoader`] is the seam.
 
 use crate::error::{InferError, Result};
 use nnunet_prep::plans::Architecture;
@@ -38,50 +39,62 @@ impl SegNetwork for LoadedNetwork {
     }
 }
 
-/// The [`NetworkLoader`] of our checkpoint folders (`model.safetensors` + `meta.json`): builds
-/// the network `nnunet_net` trained, on `device`, for inference.
+/// Whether `path` is an nnU-Net checkpoint file (`fold_N/checkpoint_final.pth`) rather than
+/// one of our checkpoint folders.
+pub fn is_nnunet_checkpoint(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "pth") && !path.is_dir()
+}
+
+/// The [`NetworkLoader`] of our checkpoint folders (`model.safetensors` + `meta.json`) and of
+/// nnU-Net `.pth` checkpoints (built from the configuration's `architecture`): the network,
+/// on `device`, for inference.
 pub fn load_checkpoint(
     dir: &Path,
     arch: &Architecture,
     device: Device,
 ) -> std::result::Result<Box<dyn SegNetwork>, String> {
+    if is_nnunet_checkpoint(dir) {
+        let (vs, net, _info) =
+            nnunet_net::nnunet_checkpoint::load_network(dir, arch, device).map_err(|e| e.to_string())?;
+        return Ok(Box::new(LoadedNetwork { _vs: vs, net }));
+    }
     let (vs, net, _meta) = nnunet_net::checkpoint::load_network(dir, arch, device).map_err(|e| e.to_string())?;
     Ok(Box::new(LoadedNetwork { _vs: vs, net }))
 }
 
-/// The fields of `meta.json` the predictor uses.
+/// A checkpoint folder's `meta.json`: the network crate's type, the one description of it.
+pub use nnunet_net::checkpoint::CheckpointMeta;
+/// File names inside a checkpoint folder.
+pub use nnunet_net::checkpoint::{META as CHECKPOINT_META, WEIGHTS as CHECKPOINT_WEIGHTS};
+
+/// What the predictor needs from a checkpoint, whichever its format: read from our folder's
+/// `meta.json` ([`CheckpointMeta`]) or from an nnU-Net `.pth`'s `init_args` and weights.
 #[derive(Clone, Debug, PartialEq)]
-pub struct CheckpointMeta {
+pub struct CheckpointInfo {
     pub in_channels: usize,
     pub num_classes: usize,
     /// Axes mirrored at test time (`None`: all spatial axes of the configuration).
     pub inference_allowed_mirroring_axes: Option<Vec<usize>>,
 }
 
-pub const CHECKPOINT_WEIGHTS: &str = "model.safetensors";
-pub const CHECKPOINT_META: &str = "meta.json";
-
-impl CheckpointMeta {
-    /// Reads `dir/meta.json`; fails naming the folder when it or `model.safetensors` is missing.
-    pub fn read(dir: &Path) -> Result<CheckpointMeta> {
+impl CheckpointInfo {
+    /// Reads our folder's `meta.json` or an nnU-Net `.pth`'s metadata; fails naming the
+    /// checkpoint when it or its weights are missing or unreadable.
+    pub fn read(dir: &Path) -> Result<CheckpointInfo> {
         let bad = |msg: String| InferError::Checkpoint { path: dir.to_path_buf(), msg };
-        if !dir.join(CHECKPOINT_WEIGHTS).is_file() {
-            return Err(bad(format!("{CHECKPOINT_WEIGHTS} is missing")));
+        if is_nnunet_checkpoint(dir) {
+            let i = nnunet_net::nnunet_checkpoint::read_info(dir).map_err(|e| bad(e.to_string()))?;
+            return Ok(CheckpointInfo {
+                in_channels: i.in_channels,
+                num_classes: i.num_classes,
+                inference_allowed_mirroring_axes: i.inference_allowed_mirroring_axes,
+            });
         }
-        let p = dir.join(CHECKPOINT_META);
-        let text = std::fs::read_to_string(&p).map_err(|e| bad(format!("{CHECKPOINT_META}: {e}")))?;
-        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("{CHECKPOINT_META}: {e}")))?;
-        let get = |k: &str| v.get(k).and_then(|x| x.as_u64()).map(|x| x as usize);
-        let in_channels = get("in_channels").ok_or_else(|| bad(format!("{CHECKPOINT_META}: no \"in_channels\"")))?;
-        let num_classes = get("num_classes").ok_or_else(|| bad(format!("{CHECKPOINT_META}: no \"num_classes\"")))?;
-        let axes = match v.get("inference_allowed_mirroring_axes") {
-            None | Some(serde_json::Value::Null) => None,
-            Some(a) => Some(
-                a.as_array()
-                    .and_then(|l| l.iter().map(|x| x.as_u64().map(|x| x as usize)).collect::<Option<Vec<_>>>())
-                    .ok_or_else(|| bad("\"inference_allowed_mirroring_axes\" must be a list of axes".into()))?,
-            ),
-        };
-        Ok(CheckpointMeta { in_channels, num_classes, inference_allowed_mirroring_axes: axes })
+        let m = nnunet_net::checkpoint::read_meta(dir).map_err(|e| bad(e.to_string()))?;
+        Ok(CheckpointInfo {
+            in_channels: m.in_channels,
+            num_classes: m.num_classes,
+            inference_allowed_mirroring_axes: m.inference_allowed_mirroring_axes,
+        })
     }
 }

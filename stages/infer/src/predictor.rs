@@ -3,14 +3,15 @@
 //! Cascade stages (§9.5) take the previous stage's segmentation as extra one-hot channels.
 
 use crate::error::{InferError, Result};
-use crate::export::{export_prediction, Exported, Logits, Probabilities};
-use crate::network::{CheckpointMeta, NetworkLoader, SegNetwork};
-use crate::sliding_window::{predict_sliding_window, SlidingWindowOptions};
+use crate::export::{export_prediction, export_segmentation, Exported, Logits, Probabilities};
+use crate::host::HostTensor;
+use crate::network::{CheckpointInfo, NetworkLoader, SegNetwork};
+use crate::sliding_window::{predict_sliding_window_logits, SlidingWindowOptions};
 use nnunet_eval::postprocess::{apply_postprocessing, PostprocessingDecision};
 use nnunet_eval::segmentation::SegmentationMode;
 use nnunet_io::dataset::CaseImages;
+use nnunet_io::image::ImageHeader;
 use nnunet_io::labels::Labels;
-use nnunet_io::nifti::NiftiHeader;
 use nnunet_io::volume::numel;
 use nnunet_io::Volume;
 use nnunet_prep::plans::{Plans, ResolvedConfiguration};
@@ -18,7 +19,7 @@ use nnunet_prep::preprocess::{normalize_case, target_spacing, CaseProperties};
 use nnunet_prep::resample::{compute_new_shape, resample_data, resample_seg, SegResampleMode};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use tch::{Device, Tensor};
+use tch::Device;
 
 /// How network outputs become labels, and which labels the cascade one-hot encodes.
 #[derive(Clone, Debug, PartialEq)]
@@ -76,8 +77,8 @@ pub struct CaseTimings {
 pub struct CasePrediction {
     pub segmentation: Volume<i16>,
     pub probabilities: Option<Probabilities>,
-    /// The input image's header (write outputs with it).
-    pub header: NiftiHeader,
+    /// The input image's header (write outputs in its format and geometry).
+    pub header: ImageHeader,
     pub properties: CaseProperties,
     pub timings: CaseTimings,
 }
@@ -92,7 +93,20 @@ pub fn preprocess_for_inference(
     prev_stage: Option<&Volume<i16>>,
     foreground_labels: &[i32],
 ) -> Result<(Vec<Volume<f32>>, CaseProperties)> {
-    let first = images.channels.first().ok_or_else(|| InferError::Invalid("case has no image channels".into()))?;
+    preprocess_channels(images.channels.clone(), images.spacing, plans, config, prev_stage, foreground_labels)
+}
+
+/// [`preprocess_for_inference`] on owned channels (reader axis order, spacing `[z, y, x]`):
+/// the raw image is consumed, not copied.
+pub fn preprocess_channels(
+    channels: Vec<Volume<f32>>,
+    spacing: [f64; 3],
+    plans: &Plans,
+    config: &ResolvedConfiguration,
+    prev_stage: Option<&Volume<i16>>,
+    foreground_labels: &[i32],
+) -> Result<(Vec<Volume<f32>>, CaseProperties)> {
+    let first = channels.first().ok_or_else(|| InferError::Invalid("case has no image channels".into()))?;
     if let Some(p) = prev_stage {
         if p.shape != first.shape {
             return Err(InferError::Invalid(format!(
@@ -101,7 +115,7 @@ pub fn preprocess_for_inference(
             )));
         }
     }
-    let n = normalize_case(images.channels.clone(), prev_stage.cloned(), images.spacing, plans)?;
+    let n = normalize_case(channels, prev_stage.cloned(), spacing, plans)?;
     let current = n.properties.spacing_transposed;
     let target = target_spacing(config, current)?;
     let new_shape = compute_new_shape(n.properties.shape_after_cropping_and_before_resampling, current, target);
@@ -173,10 +187,10 @@ impl Predictor {
         loader: NetworkLoader,
     ) -> Result<Predictor> {
         let first = dirs.first().ok_or_else(|| InferError::Invalid("no checkpoint folders given".into()))?;
-        let meta0 = CheckpointMeta::read(first)?;
+        let meta0 = CheckpointInfo::read(first)?;
         let mut nets = Vec::with_capacity(dirs.len());
         for d in dirs {
-            let m = CheckpointMeta::read(d)?;
+            let m = CheckpointInfo::read(d)?;
             if m.in_channels != meta0.in_channels || m.num_classes != meta0.num_classes {
                 return Err(InferError::Checkpoint {
                     path: d.clone(),
@@ -217,6 +231,18 @@ impl Predictor {
         tta: bool,
         progress: &dyn Fn(usize, usize),
     ) -> Result<Logits> {
+        self.predict_channels(data.to_vec(), tta, progress)
+    }
+
+    /// [`Predictor::predict_preprocessed_with`] on owned channels: they become the network
+    /// input tensor without a copy (one channel) or with one concatenation (several), and are
+    /// released when the sliding window ends.
+    pub fn predict_channels(
+        &self,
+        data: Vec<Volume<f32>>,
+        tta: bool,
+        progress: &dyn Fn(usize, usize),
+    ) -> Result<Logits> {
         let first = data.first().ok_or_else(|| InferError::Invalid("no input channels".into()))?;
         if data.len() != self.in_channels {
             return Err(InferError::Invalid(format!(
@@ -229,16 +255,20 @@ impl Predictor {
             return Err(InferError::Invalid(format!("channel shapes differ: {:?} vs {:?}", c.shape, first.shape)));
         }
         let [z, y, x] = first.shape;
-        let mut flat = Vec::with_capacity(data.len() * first.data.len());
-        for c in data {
-            flat.extend_from_slice(&c.data);
+        let c = data.len();
+        let mut channels = data.into_iter();
+        let mut flat = channels.next().map(|v| v.data).unwrap_or_default();
+        if c > 1 {
+            flat.reserve_exact((c - 1) * flat.len());
+            for v in channels {
+                flat.extend_from_slice(&v.data);
+            }
         }
-        let t = Tensor::from_slice(&flat).view([data.len() as i64, z as i64, y as i64, x as i64]);
+        let input = HostTensor::new(flat, &[c, z, y, x])?;
         let mut opts = self.options.clone();
         opts.mirror_axes = if tta { self.mirror_axes.clone() } else { vec![] };
         let nets: Vec<&dyn SegNetwork> = self.networks.iter().map(|n| n.as_ref()).collect();
-        let out = predict_sliding_window(&nets, &t, &self.patch_size, self.num_outputs, &opts, progress)?;
-        Logits::from_tensor(&out)
+        predict_sliding_window_logits(&nets, input.tensor(), &self.patch_size, self.num_outputs, &opts, progress)
     }
 
     /// A raw case (images in reader axis order, as read) → segmentation (and probabilities) on
@@ -248,6 +278,21 @@ impl Predictor {
     pub fn predict_raw_case(
         &self,
         images: &CaseImages,
+        plans: &Plans,
+        config: &ResolvedConfiguration,
+        spec: &LabelSpec,
+        prev_stage: Option<&Volume<i16>>,
+        opts: &CaseOptions,
+    ) -> Result<CasePrediction> {
+        self.predict_case(images.clone(), plans, config, spec, prev_stage, opts)
+    }
+
+    /// [`Predictor::predict_raw_case`] consuming the images: each image-sized array is released
+    /// as soon as the next step has read it, and the segmentation is exported slab by slab
+    /// ([`export_segmentation`]) unless probabilities are wanted.
+    pub fn predict_case(
+        &self,
+        images: CaseImages,
         plans: &Plans,
         config: &ResolvedConfiguration,
         spec: &LabelSpec,
@@ -268,13 +313,19 @@ impl Predictor {
             )));
         }
         let t0 = Instant::now();
-        let (data, properties) = preprocess_for_inference(images, plans, config, prev_stage, &spec.foreground_labels)?;
+        let CaseImages { channels, spacing, header, .. } = images;
+        let (data, properties) =
+            preprocess_channels(channels, spacing, plans, config, prev_stage, &spec.foreground_labels)?;
         let t1 = Instant::now();
-        let logits = self.predict_preprocessed(&data, opts.tta)?;
-        drop(data);
+        let logits = self.predict_channels(data, opts.tta, &|_, _| {})?;
         let t2 = Instant::now();
-        let Exported { mut segmentation, probabilities } =
-            export_prediction(&logits, &properties, plans, config, &spec.mode, opts.save_probabilities)?;
+        let Exported { mut segmentation, probabilities } = if opts.save_probabilities {
+            export_prediction(&logits, &properties, plans, config, &spec.mode, true)?
+        } else {
+            let segmentation = export_segmentation(&logits, &properties, plans, config, &spec.mode)?;
+            Exported { segmentation, probabilities: None }
+        };
+        drop(logits);
         if let Some(pp) = &opts.postprocessing {
             segmentation = apply_postprocessing(&segmentation, pp);
         }
@@ -282,7 +333,7 @@ impl Predictor {
         Ok(CasePrediction {
             segmentation,
             probabilities,
-            header: images.header.clone(),
+            header,
             properties,
             timings: CaseTimings {
                 preprocess_s: (t1 - t0).as_secs_f64(),
@@ -299,7 +350,7 @@ pub fn fold_dirs(root: &Path, folds: &[String]) -> Result<Vec<PathBuf>> {
         .iter()
         .map(|f| {
             let d = root.join(format!("fold_{f}"));
-            CheckpointMeta::read(&d)?;
+            CheckpointInfo::read(&d)?;
             Ok(d)
         })
         .collect()

@@ -8,10 +8,13 @@
 //! - Gaussian importance map ([`gaussian_importance_map`]);
 //! - test-time mirroring over the identity and every non-empty subset of the allowed axes,
 //!   averaged ([`mirror_combinations`]);
-//! - several tiles per forward pass, accumulation on the device in f32 (f16 optional);
+//! - several tiles per forward pass, accumulation on the device in f32 (f16 optional); on the
+//!   CPU the accumulators are Rust buffers that become the returned logits (no copy);
 //! - 2D configurations applied slice by slice to 3D images.
 
 use crate::error::{InferError, Result};
+use crate::export::Logits;
+use crate::host::HostTensor;
 use crate::network::SegNetwork;
 use nnunet_eval::summary::numpy_sum;
 use tch::{Device, Kind, Tensor};
@@ -69,18 +72,8 @@ pub fn f32_to_f16_bits(x: f32) -> u16 {
     sign | h as u16
 }
 
-/// IEEE binary16 bits -> f32 (exact).
-pub fn f16_bits_to_f32(h: u16) -> f32 {
-    let sign = if h & 0x8000 != 0 { -1.0f32 } else { 1.0 };
-    let exp = ((h >> 10) & 0x1f) as i32;
-    let man = (h & 0x3ff) as f32;
-    match exp {
-        0 => sign * man * 2f32.powi(-24),
-        0x1f if man == 0.0 => sign * f32::INFINITY,
-        0x1f => f32::NAN,
-        _ => sign * (1.0 + man / 1024.0) * 2f32.powi(exp - 15),
-    }
-}
+/// IEEE binary16 bits -> f32 (exact): the io crate's decoder (also used for `.pth` half tensors).
+pub use nnunet_io::pickle::f16_to_f32 as f16_bits_to_f32;
 
 /// Rounds to the nearest fp16 value (as torch's cast of a float64 tensor does: to f32, then
 /// to f16).
@@ -316,11 +309,12 @@ fn forward_tta(
     }
 }
 
-/// Predicts logits for a whole preprocessed image with a sliding window.
+/// Predicts logits for a whole preprocessed image with a sliding window, as a tensor.
 ///
 /// `data` is `[C, Z, Y, X]` (any device); `patch` has 3 entries (3D) or 2 (in-plane, applied
 /// to every z slice). Returns `[num_outputs, Z, Y, X]` f32 logits on the CPU.
-/// `progress(done, total)` is called after each batch of tiles.
+/// `progress(done, total)` is called after each batch of tiles. See
+/// [`predict_sliding_window_logits`], which returns the logits without the final copy.
 pub fn predict_sliding_window(
     nets: &[&dyn SegNetwork],
     data: &Tensor,
@@ -329,6 +323,116 @@ pub fn predict_sliding_window(
     opts: &SlidingWindowOptions,
     progress: &dyn Fn(usize, usize),
 ) -> Result<Tensor> {
+    let l = predict_sliding_window_logits(nets, data, patch, num_outputs, opts, progress)?;
+    let [z, y, x] = l.shape;
+    Ok(Tensor::from_slice(&l.data).view([l.num_channels as i64, z as i64, y as i64, x as i64]))
+}
+
+/// The accumulators of a sliding window: libtorch tensors on the accumulation device, or, on
+/// the CPU in f32, Rust buffers lent to libtorch (the result then needs no copy).
+enum Accumulators {
+    Host { acc: HostTensor, wsum: HostTensor },
+    Tensors { acc: Tensor, wsum: Tensor },
+}
+
+impl Accumulators {
+    fn new(shape: [usize; 4], kind: Kind, want: Device) -> Result<(Accumulators, Device)> {
+        if want == Device::Cpu && kind == Kind::Float {
+            let acc = HostTensor::zeros(&shape)?;
+            let wsum = HostTensor::zeros(&shape[1..])?;
+            return Ok((Accumulators::Host { acc, wsum }, Device::Cpu));
+        }
+        let s: Vec<i64> = shape.iter().map(|&v| v as i64).collect();
+        match (Tensor::f_zeros(s.as_slice(), (kind, want)), Tensor::f_zeros(&s[1..], (kind, want))) {
+            (Ok(acc), Ok(wsum)) => Ok((Accumulators::Tensors { acc, wsum }, want)),
+            // Out of device memory: accumulate on the host (nnU-Net's fallback).
+            _ if kind == Kind::Float => Accumulators::new(shape, kind, Device::Cpu),
+            _ => Ok((
+                Accumulators::Tensors {
+                    acc: Tensor::f_zeros(s.as_slice(), (kind, Device::Cpu))?,
+                    wsum: Tensor::f_zeros(&s[1..], (kind, Device::Cpu))?,
+                },
+                Device::Cpu,
+            )),
+        }
+    }
+
+    /// Shallow handles for the accumulation loop (dropped before [`Accumulators::finish`]).
+    fn handles(&self) -> (Tensor, Tensor) {
+        match self {
+            Accumulators::Host { acc, wsum } => (acc.tensor().shallow_clone(), wsum.tensor().shallow_clone()),
+            Accumulators::Tensors { acc, wsum } => (acc.shallow_clone(), wsum.shallow_clone()),
+        }
+    }
+
+    /// `acc / wsum` (in place, libtorch's kernel either way), checked for inf, as host logits of
+    /// the padded shape `[K, Z, Y, X]`.
+    fn finish(self, shape: [usize; 4]) -> Result<Vec<f32>> {
+        match self {
+            Accumulators::Host { acc, wsum } => {
+                {
+                    let mut a = acc.tensor().shallow_clone();
+                    a /= wsum.tensor();
+                }
+                drop(wsum);
+                let v = acc.into_vec();
+                if v.iter().any(|x| x.is_infinite()) {
+                    return Err(InferError::NonFinite);
+                }
+                Ok(v)
+            }
+            Accumulators::Tensors { mut acc, wsum } => {
+                acc /= &wsum;
+                drop(wsum);
+                if acc.isinf().any().int64_value(&[]) != 0 {
+                    return Err(InferError::NonFinite);
+                }
+                let t = acc.to_kind(Kind::Float).to_device(Device::Cpu).contiguous();
+                let n: usize = shape.iter().product();
+                let mut v = vec![0f32; n];
+                t.f_copy_data(&mut v, n)?;
+                Ok(v)
+            }
+        }
+    }
+}
+
+/// Copies the box `[lo, lo + out)` of every channel of a `[K, padded]` buffer.
+fn unpad(v: Vec<f32>, k: usize, padded: [usize; 3], lo: [usize; 3], out: [usize; 3]) -> Vec<f32> {
+    if padded == out {
+        return v;
+    }
+    let mut r = Vec::with_capacity(k * out.iter().product::<usize>());
+    for c in 0..k {
+        for z in 0..out[0] {
+            for y in 0..out[1] {
+                let at = ((c * padded[0] + z + lo[0]) * padded[1] + y + lo[1]) * padded[2] + lo[2];
+                r.extend_from_slice(&v[at..at + out[2]]);
+            }
+        }
+    }
+    r
+}
+
+/// Predicts logits for a whole preprocessed image with a sliding window.
+///
+/// `data` is `[C, Z, Y, X]` (any device); `patch` has 3 entries (3D) or 2 (in-plane, applied
+/// to every z slice). Returns `[num_outputs, Z, Y, X]` f32 logits on the host.
+/// `progress(done, total)` is called after each batch of tiles.
+///
+/// Memory: on the CPU the accumulators are the returned buffer (normalized in place), so the
+/// image-sized arrays alive are the input, the `K` logit channels and one weight map.
+///
+/// Long (~135 lines): the tile loop with its batching, mirroring and in-place accumulation is
+/// the hot path; splitting it would pass the accumulators through several signatures.
+pub fn predict_sliding_window_logits(
+    nets: &[&dyn SegNetwork],
+    data: &Tensor,
+    patch: &[usize],
+    num_outputs: usize,
+    opts: &SlidingWindowOptions,
+    progress: &dyn Fn(usize, usize),
+) -> Result<Logits> {
     if nets.is_empty() {
         return Err(InferError::Invalid("no network to predict with".into()));
     }
@@ -375,19 +479,9 @@ pub fn predict_sliding_window(
         Accumulation::F32 => Kind::Float,
         Accumulation::F16 => Kind::Half,
     };
-    let acc_shape = [num_outputs as i64, padded[0] as i64, padded[1] as i64, padded[2] as i64];
+    let acc_shape = [num_outputs, padded[0], padded[1], padded[2]];
     let want_dev = if opts.accumulate_on_device { device } else { Device::Cpu };
-    let (mut acc, wsum, acc_dev) = match (
-        Tensor::f_zeros(acc_shape, (acc_kind, want_dev)),
-        Tensor::f_zeros(&acc_shape[1..], (acc_kind, want_dev)),
-    ) {
-        (Ok(a), Ok(w)) => (a, w, want_dev),
-        _ => (
-            Tensor::f_zeros(acc_shape, (acc_kind, Device::Cpu))?,
-            Tensor::f_zeros(&acc_shape[1..], (acc_kind, Device::Cpu))?,
-            Device::Cpu,
-        ),
-    };
+    let (accumulators, acc_dev) = Accumulators::new(acc_shape, acc_kind, want_dev)?;
     let tile3: [i64; 3] = if nd == 2 {
         [1, patch[0] as i64, patch[1] as i64]
     } else {
@@ -407,59 +501,64 @@ pub fn predict_sliding_window(
     let autocast = opts.autocast && matches!(device, Device::Cuda(_));
     let bs = if opts.tiles_per_batch == 0 { recommended_tiles_per_batch(patch) } else { opts.tiles_per_batch };
     let total = origins.len();
-    for (bi, batch) in origins.chunks(bs).enumerate() {
-        let tiles: Vec<Tensor> = batch
-            .iter()
-            .map(|o| {
-                let t = data.narrow(1, o[0] as i64, tile3[0]).narrow(2, o[1] as i64, tile3[1]).narrow(
+    {
+        let (acc, wsum) = accumulators.handles();
+        for (bi, batch) in origins.chunks(bs).enumerate() {
+            let tiles: Vec<Tensor> = batch
+                .iter()
+                .map(|o| {
+                    let t = data.narrow(1, o[0] as i64, tile3[0]).narrow(2, o[1] as i64, tile3[1]).narrow(
+                        3,
+                        o[2] as i64,
+                        tile3[2],
+                    );
+                    if nd == 2 {
+                        t.squeeze_dim(1)
+                    } else {
+                        t
+                    }
+                })
+                .collect();
+            let x = Tensor::stack(&tiles, 0);
+            drop(tiles);
+            let pred = forward_tta(nets, &x, &combos, opts.batch_mirrors, autocast);
+            drop(x);
+            let psize = pred.size();
+            if psize.len() != nd + 2
+                || psize[1] != num_outputs as i64
+                || psize[2..].iter().zip(patch).any(|(&a, &b)| a != b as i64)
+            {
+                return Err(InferError::Invalid(format!(
+                    "network output {psize:?} does not match {num_outputs} channels x patch {patch:?}"
+                )));
+            }
+            for (b, o) in batch.iter().enumerate() {
+                let mut p = pred.get(b as i64);
+                if nd == 2 {
+                    p = p.unsqueeze(1);
+                }
+                let weighted = (p * &gauss).to_device(acc_dev).to_kind(acc_kind);
+                let mut dst = acc.narrow(1, o[0] as i64, tile3[0]).narrow(2, o[1] as i64, tile3[1]).narrow(
                     3,
                     o[2] as i64,
                     tile3[2],
                 );
-                if nd == 2 {
-                    t.squeeze_dim(1)
-                } else {
-                    t
-                }
-            })
-            .collect();
-        let x = Tensor::stack(&tiles, 0);
-        let pred = forward_tta(nets, &x, &combos, opts.batch_mirrors, autocast);
-        let psize = pred.size();
-        if psize.len() != nd + 2
-            || psize[1] != num_outputs as i64
-            || psize[2..].iter().zip(patch).any(|(&a, &b)| a != b as i64)
-        {
-            return Err(InferError::Invalid(format!(
-                "network output {psize:?} does not match {num_outputs} channels x patch {patch:?}"
-            )));
-        }
-        for (b, o) in batch.iter().enumerate() {
-            let mut p = pred.get(b as i64);
-            if nd == 2 {
-                p = p.unsqueeze(1);
+                dst += &weighted;
+                let mut wdst = wsum.narrow(0, o[0] as i64, tile3[0]).narrow(1, o[1] as i64, tile3[1]).narrow(
+                    2,
+                    o[2] as i64,
+                    tile3[2],
+                );
+                wdst += &gauss_acc;
             }
-            let weighted = (p * &gauss).to_device(acc_dev).to_kind(acc_kind);
-            let mut dst =
-                acc.narrow(1, o[0] as i64, tile3[0]).narrow(2, o[1] as i64, tile3[1]).narrow(3, o[2] as i64, tile3[2]);
-            dst += &weighted;
-            let mut wdst =
-                wsum.narrow(0, o[0] as i64, tile3[0]).narrow(1, o[1] as i64, tile3[1]).narrow(2, o[2] as i64, tile3[2]);
-            wdst += &gauss_acc;
+            progress(((bi + 1) * bs).min(total), total);
         }
-        progress(((bi + 1) * bs).min(total), total);
     }
+    drop(data);
     // 4. Normalise, check, un-pad.
-    acc /= &wsum;
-    if acc.isinf().any().int64_value(&[]) != 0 {
-        return Err(InferError::NonFinite);
-    }
-    let out = acc.narrow(1, lo3[0] as i64, shape[0] as i64).narrow(2, lo3[1] as i64, shape[1] as i64).narrow(
-        3,
-        lo3[2] as i64,
-        shape[2] as i64,
-    );
-    Ok(out.to_kind(Kind::Float).to_device(Device::Cpu).contiguous())
+    let v = accumulators.finish(acc_shape)?;
+    let out_shape = [shape[0], shape[1], shape[2]];
+    Logits::new(num_outputs, out_shape, unpad(v, num_outputs, padded, lo3, out_shape))
 }
 
 #[cfg(test)]

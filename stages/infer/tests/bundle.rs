@@ -84,10 +84,7 @@ fn tampered_file_is_named_and_nothing_is_extracted() {
     let e = load_bundle(&bad, &target).unwrap_err().to_string();
     assert!(e.contains("configurations/3d_fullres/fold_1/model.safetensors"), "{e}");
     assert!(!target.exists());
-    assert!(
-        files_under(tmp.path()).iter().all(|p| !p.to_string_lossy().contains("partial")),
-        "temp folder left behind"
-    );
+    assert!(files_under(tmp.path()).iter().all(|p| !p.to_string_lossy().contains(".tmp-")), "temp folder left behind");
 }
 
 #[test]
@@ -173,4 +170,68 @@ fn escaping_paths_and_links_are_refused() {
     std::fs::write(&t, tar_of(&refs)).unwrap();
     let e = load_bundle(&t, &tmp.path().join("o")).unwrap_err().to_string();
     assert!(e.contains("extra.bin"), "{e}");
+}
+
+/// A bundle whose dataset.json names `file_ending` (and optionally a reader class), with real
+/// plans (nnU-Net's, from the prep fixtures) and one trained fold.
+fn bundle_with_ending(root: &Path, ending: &str, reader: Option<&str>) -> PathBuf {
+    let all: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../prep/tests/fixtures/peer_plans.json")).unwrap(),
+    )
+    .unwrap();
+    write(&root.join("plans.json"), all["A_Default"]["plans"].to_string().as_bytes());
+    let mut dj = serde_json::json!({
+        "labels": {"background": 0, "a": 1},
+        "channel_names": {"0": "CT"},
+        "numTraining": 4,
+        "file_ending": ending,
+    });
+    if let Some(r) = reader {
+        dj["overwrite_image_reader_writer"] = r.into();
+    }
+    write(&root.join("dataset.json"), dj.to_string().as_bytes());
+    let d = root.join("train/fold_0");
+    write(&d.join("model.safetensors"), &[7u8; 100]);
+    write(&d.join("meta.json"), br#"{"in_channels": 1, "num_classes": 2}"#);
+    let parts = BundleParts {
+        plans_json: root.join("plans.json"),
+        dataset_json: root.join("dataset.json"),
+        configurations: vec![BundleConfiguration { name: "3d_fullres".into(), folds: vec![("0".into(), d)] }],
+        postprocessing_json: None,
+        versions: [("pipeline".to_string(), "0.1.0".to_string())].into(),
+        info: serde_json::json!({"members": ["3d_fullres"]}),
+    };
+    let tar = root.join("model.tar");
+    export_bundle(&tar, &parts).unwrap();
+    tar
+}
+
+#[test]
+fn bundle_file_ending_is_validated_against_the_supported_formats() {
+    let cases: [(&str, Option<&str>, Result<(), &str>); 10] = [
+        (".nii.gz", None, Ok(())),
+        (".mha", None, Ok(())),
+        (".nrrd", Some("SimpleITKIO"), Ok(())),
+        (".tif", Some("Tiff3DIO"), Ok(())),
+        (".png", Some("None"), Ok(())),
+        (".jpg", None, Err("file_ending \".jpg\" is not supported")),
+        ("/../../escape.nii.gz", None, Err("is not supported (supported: .nii.gz")),
+        ("", None, Err("file_ending \"\" is not supported")),
+        (".nii.gz", Some("NibabelIOWithReorient"), Err("supported: SimpleITKIO, NibabelIO")),
+        (".png", Some("SimpleITKIO"), Err("does not read \".png\" files")),
+    ];
+    for (i, (ending, reader, expect)) in cases.into_iter().enumerate() {
+        let tmp = tempfile::tempdir().unwrap();
+        let tar = bundle_with_ending(tmp.path(), ending, reader);
+        let b = load_bundle(&tar, &tmp.path().join(format!("x{i}"))).unwrap();
+        match (nnunet_infer::Model::from_bundle(&b), expect) {
+            (Ok(m), Ok(())) => assert_eq!(m.file_ending, ending),
+            (Err(e), Err(want)) => {
+                let msg = e.to_string();
+                assert!(msg.contains(want) && msg.contains("dataset.json"), "{ending} {reader:?}: {msg}");
+            }
+            (Ok(_), Err(want)) => panic!("{ending} {reader:?} was accepted, expected \"{want}\""),
+            (Err(e), Ok(())) => panic!("{ending} {reader:?} was refused: {e}"),
+        }
+    }
 }

@@ -43,7 +43,8 @@ fn input_image(dir: &std::path::Path) -> (CaseImages, NiftiHeader) {
     let images = CaseImages {
         channels: img.to_f32_channels().unwrap(),
         spacing: nnunet_spacing(&img.header),
-        header: header.clone(),
+        header: nnunet_io::image::ImageHeader::of_nifti(&img.header),
+        non_finite: 0,
     };
     (images, header)
 }
@@ -202,4 +203,97 @@ fn regions_are_painted_in_class_order() {
     assert_eq!(out.segmentation.get(2, 3, 4), 2);
     assert_eq!(out.segmentation.get(0, 0, 0), 0);
     assert_eq!(out.probabilities.unwrap().data[0], 0.0, "regions: probability 0 outside the crop box");
+}
+
+/// Deterministic pseudo-random logits with near-ties (quantized values), `[K, shape]`.
+fn logits(k: usize, shape: [usize; 3], seed: u64) -> nnunet_infer::Logits {
+    let n: usize = shape.iter().product();
+    let mut s = seed;
+    let data = (0..k * n)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) % 41) as f32 * 0.25 - 5.0
+        })
+        .collect();
+    nnunet_infer::Logits::new(k, shape, data).unwrap()
+}
+
+#[test]
+fn streamed_export_equals_the_whole_volume_export() {
+    use nnunet_infer::export::{export_prediction, export_segmentation, resample_logits_to_segmentation};
+    use nnunet_prep::crop::BBox;
+    use nnunet_prep::preprocess::CaseProperties;
+    // (transpose_forward, configuration spacing (3d), case spacing (transposed), logits shape,
+    // cropped shape, crop box lo, shape before cropping)
+    let cases: Vec<([usize; 3], [f64; 3], [f64; 3], [usize; 3], [usize; 3], [usize; 3], [usize; 3])> = vec![
+        // isotropic: trilinear, with crop and transpose
+        ([1, 0, 2], [1.3, 1.1, 0.9], [1.0, 1.0, 1.0], [9, 11, 13], [12, 14, 11], [1, 2, 0], [15, 17, 12]),
+        // anisotropic case spacing (separate-z along axis 0, nearest along z)
+        ([0, 1, 2], [2.0, 0.8, 0.8], [5.0, 0.7, 0.7], [10, 14, 12], [4, 16, 14], [0, 1, 1], [6, 18, 16]),
+        // no resampling at all
+        ([2, 0, 1], [1.0, 1.0, 1.0], [1.0, 1.0, 1.0], [6, 7, 8], [6, 7, 8], [1, 0, 2], [8, 9, 10]),
+    ];
+    for (i, (tf, cfg_sp, case_sp, lshape, cropped, lo, before)) in cases.into_iter().enumerate() {
+        let plans = plans(tf, cfg_sp, [4, 6, 4], [6, 4]);
+        let mut tb = [0usize; 3];
+        for (a, &p) in tf.iter().enumerate() {
+            tb[p] = a;
+        }
+        let props = CaseProperties {
+            spacing: [case_sp[tb[0]], case_sp[tb[1]], case_sp[tb[2]]],
+            spacing_transposed: case_sp,
+            shape_before_cropping: before,
+            bbox_used_for_cropping: BBox([
+                [lo[0], lo[0] + cropped[0]],
+                [lo[1], lo[1] + cropped[1]],
+                [lo[2], lo[2] + cropped[2]],
+            ]),
+            shape_after_cropping_and_before_resampling: cropped,
+        };
+        let regions = SegmentationMode::Regions { regions_class_order: vec![1, 2, 3] };
+        for (cfg_name, mode) in
+            [("3d_fullres", SegmentationMode::Labels), ("3d_fullres", regions), ("2d", SegmentationMode::Labels)]
+        {
+            let config = plans.configuration(cfg_name).unwrap();
+            // 2d keeps the case's slice spacing, so the logits have the cropped number of slices.
+            let ls = if cfg_name == "2d" { [cropped[0], lshape[1], lshape[2]] } else { lshape };
+            let l = logits(3, ls, 17 + i as u64);
+            let whole = export_prediction(&l, &props, &plans, &config, &mode, false).unwrap().segmentation;
+            let streamed = export_segmentation(&l, &props, &plans, &config, &mode).unwrap();
+            assert_eq!(streamed, whole, "case {i} {cfg_name} {mode:?}");
+            assert_eq!(streamed.shape, [before[tb[0]], before[tb[1]], before[tb[2]]]);
+        }
+        // The cascade's next-stage segmentation: slabs equal the whole-volume resampling.
+        let config = plans.configuration("3d_fullres").unwrap();
+        let l = logits(3, lshape, 5 + i as u64);
+        let target = [lshape[0] + 3, lshape[1] - 2, lshape[2] + 5];
+        let got = resample_logits_to_segmentation(
+            &l,
+            target,
+            cfg_sp,
+            cfg_sp,
+            &config.resampling_probabilities,
+            &SegmentationMode::Labels,
+        )
+        .unwrap();
+        let data = nnunet_prep::resample::resample_probabilities(
+            &l.data,
+            3,
+            lshape,
+            target,
+            cfg_sp,
+            cfg_sp,
+            &config.resampling_probabilities,
+        )
+        .unwrap();
+        let want = nnunet_eval::segmentation::scores_to_segmentation(
+            &data,
+            3,
+            target,
+            &SegmentationMode::Labels,
+            nnunet_eval::segmentation::ScoreKind::Logits,
+        )
+        .unwrap();
+        assert_eq!(got, want, "case {i}: next-stage segmentation");
+    }
 }

@@ -148,3 +148,64 @@ fn bad_options_are_errors() {
         predict_sliding_window(&nets(&net), &x, &[4, 4, 4], 3, &SlidingWindowOptions::default(), &|_, _| {}).is_err()
     );
 }
+
+/// The accumulation as written before the logits moved to host buffers: device tensors,
+/// `acc += p·g`, `w += g`, `acc /= w`, un-padding by narrowing.
+fn reference_sliding_window(net: &dyn SegNetwork, x: &Tensor, patch: &[usize], k: i64, axes: &[usize]) -> Tensor {
+    let _g = tch::no_grad_guard();
+    let s = x.size();
+    let pad = Padding::to_min_shape(&[s[1] as usize, s[2] as usize, s[3] as usize], patch);
+    let p: Vec<i64> = (0..3).rev().flat_map(|a| [pad.lo[a] as i64, pad.hi[a] as i64]).collect();
+    let xp = x.constant_pad_nd(p.as_slice());
+    let ps: Vec<usize> = xp.size()[1..].iter().map(|&v| v as usize).collect();
+    let mut acc = Tensor::zeros([k, ps[0] as i64, ps[1] as i64, ps[2] as i64], (Kind::Float, tch::Device::Cpu));
+    let w = Tensor::zeros([ps[0] as i64, ps[1] as i64, ps[2] as i64], (Kind::Float, tch::Device::Cpu));
+    let t3 = [patch[0] as i64, patch[1] as i64, patch[2] as i64];
+    let g = Tensor::from_slice(&gaussian_importance_map(patch, 1.0 / 8.0, 10.0)).view(t3);
+    let combos: Vec<Vec<i64>> =
+        mirror_combinations(axes).into_iter().map(|c| c.iter().map(|&a| a as i64 + 2).collect()).collect();
+    let steps = compute_steps_nd(&ps, patch, 0.5);
+    for &a in &steps[0] {
+        for &b in &steps[1] {
+            for &c in &steps[2] {
+                let tile =
+                    xp.narrow(1, a as i64, t3[0]).narrow(2, b as i64, t3[1]).narrow(3, c as i64, t3[2]).unsqueeze(0);
+                let mut pred = net.forward(&tile);
+                for d in &combos {
+                    pred += net.forward(&tile.flip(d.as_slice())).flip(d.as_slice());
+                }
+                if !combos.is_empty() {
+                    pred /= (combos.len() + 1) as f64;
+                }
+                let mut dst = acc.narrow(1, a as i64, t3[0]).narrow(2, b as i64, t3[1]).narrow(3, c as i64, t3[2]);
+                dst += &(pred.get(0) * &g);
+                let mut wd = w.narrow(0, a as i64, t3[0]).narrow(1, b as i64, t3[1]).narrow(2, c as i64, t3[2]);
+                wd += &g;
+            }
+        }
+    }
+    acc /= &w;
+    acc.narrow(1, pad.lo[0] as i64, s[1])
+        .narrow(2, pad.lo[1] as i64, s[2])
+        .narrow(3, pad.lo[2] as i64, s[3])
+        .contiguous()
+}
+
+#[test]
+fn host_accumulation_is_bit_identical_to_the_tensor_accumulation() {
+    // The logits must not move by a bit: predictions stay those of earlier versions.
+    let net = vec![random_convnet(21, 2, 3, 3)];
+    for (shape, patch, axes) in [
+        (vec![2i64, 11, 13, 9], vec![6usize, 8, 5], vec![]),
+        (vec![2, 5, 6, 7], vec![8, 8, 8], vec![0, 2]),
+        (vec![2, 9, 12, 10], vec![6, 6, 6], vec![0, 1, 2]),
+    ] {
+        let x = rand_tensor(7, &shape);
+        let opts = SlidingWindowOptions { mirror_axes: axes.clone(), ..Default::default() };
+        let got = predict_sliding_window(&nets(&net), &x, &patch, 3, &opts, &|_, _| {}).unwrap();
+        let want = reference_sliding_window(net[0].as_ref(), &x, &patch, 3, &axes);
+        assert!(got.equal(&want), "{shape:?} / {patch:?}: max diff {}", max_abs_diff(&got, &want));
+        let l = predict_sliding_window_logits(&nets(&net), &x, &patch, 3, &opts, &|_, _| {}).unwrap();
+        assert_eq!(l.shape, [shape[1] as usize, shape[2] as usize, shape[3] as usize]);
+    }
+}

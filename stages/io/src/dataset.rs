@@ -8,8 +8,14 @@
 //! - **MSD**: `modality` (index -> name), `labels` (index -> name), `training: [{image,
 //!   label}]`, one (possibly 4D, t = channel) NIfTI per case.
 //!
-//! Hidden files (`.*`, including macOS `._*`) are skipped, case ids are sorted, and a path
-//! declared in dataset.json that leaves the dataset folder is an error.
+//! Hidden files (`.*`, including macOS `._*`) are skipped and case ids are sorted. Paths
+//! declared in dataset.json may lie outside the dataset folder (nnU-Net accepts absolute paths,
+//! `../` and symlinked folders; they are raw inputs like any other), but a case id, used as a
+//! path component of every output, must be one safe file-name component.
+//!
+//! Images are read through [`crate::image`] (NIfTI, MetaImage, NRRD, PNG/BMP, TIFF), chosen by
+//! `file_ending` (and `overwrite_image_reader_writer`, checked). NaN/inf voxels of images are
+//! replaced by 0 and counted ([`CaseImages::non_finite`]); they never fail a run.
 //!
 //! Opening is lenient about the *content* (missing files, stray names): those are reported,
 //! one by one, by [`crate::verify::verify_dataset`].
@@ -20,8 +26,8 @@ mod scan;
 pub use paths::{display_rel, expand_vars, lexically_inside, normalize};
 pub(crate) use scan::{list_files, split_channel_suffix};
 
+use crate::image::{self, read_image, ImageError, ImageFormat, ImageHeader, LoadedImage};
 use crate::labels::{Labels, LabelsError};
-use crate::nifti::{read_nifti, NiftiError, NiftiHeader, NiftiImage};
 use crate::volume::Volume;
 use paths::{resolve_declared, Resolved};
 use serde_json::{Map, Value};
@@ -30,7 +36,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 /// File endings this crate can read.
-pub const SUPPORTED_FILE_ENDINGS: [&str; 2] = [".nii.gz", ".nii"];
+pub use crate::image::SUPPORTED_FILE_ENDINGS;
 
 /// The folder layout of a dataset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -52,7 +58,7 @@ pub struct Dataset {
     /// Channel names in channel order (they select the normalisation, reference §3).
     pub channel_names: Vec<String>,
     pub labels: Labels,
-    /// `.nii.gz` or `.nii`.
+    /// One of [`SUPPORTED_FILE_ENDINGS`], e.g. `.nii.gz`, `.mha`, `.png`.
     pub file_ending: String,
     /// `numTraining` from dataset.json.
     pub num_training_declared: usize,
@@ -83,12 +89,14 @@ pub struct ImageRef {
 /// The images of a case, ready for preprocessing.
 #[derive(Clone, Debug)]
 pub struct CaseImages {
-    /// One volume `[z, y, x]` per channel, scl scaling applied.
+    /// One volume `[z, y, x]` per channel, scl scaling applied, NaN/inf replaced by 0.
     pub channels: Vec<Volume<f32>>,
-    /// Spacing `[z, y, x]` in mm (of channel 0).
+    /// Spacing `[z, y, x]` in mm (of channel 0), as nnU-Net uses it.
     pub spacing: [f64; 3],
-    /// The header of channel 0, reduced to 3D, to write outputs with the same geometry.
-    pub header: NiftiHeader,
+    /// The header of channel 0's file, to write outputs in its format and geometry.
+    pub header: ImageHeader,
+    /// NaN/inf voxels found (over all channels) and replaced by 0.
+    pub non_finite: usize,
 }
 
 /// Why a dataset could not be opened or a case not read.
@@ -104,12 +112,12 @@ pub enum DatasetError {
     Key { path: PathBuf, key: String, msg: String },
     #[error("{path}: {source}")]
     Labels { path: PathBuf, source: LabelsError },
-    #[error("{json}: \"{key}\" = {path} leaves the dataset folder {root}")]
-    PathEscapes { json: PathBuf, key: String, path: PathBuf, root: PathBuf },
-    #[error("{json}: file_ending \"{ending}\" is not supported (this reader handles .nii.gz and .nii)")]
-    FileEnding { json: PathBuf, ending: String },
+    #[error("{json}: {msg}")]
+    FileEnding { json: PathBuf, msg: String },
+    #[error("{json}: \"dataset\" entry \"{id}\": {msg}")]
+    CaseId { json: PathBuf, id: String, msg: String },
     #[error("case {case}: {source}")]
-    Read { case: String, source: NiftiError },
+    Read { case: String, source: ImageError },
     #[error("case {case}: {msg}")]
     Case { case: String, msg: String },
 }
@@ -148,6 +156,28 @@ fn detect_layout(obj: &Map<String, Value>) -> Layout {
     }
 }
 
+/// Whether one file of this format may hold several channels (an RGB(A) picture): then a
+/// case's channel files are the ones present, and their channels are concatenated in order
+/// (NaturalImage2DIO's `vstack`).
+pub fn multi_channel_files(format: ImageFormat) -> bool {
+    matches!(format, ImageFormat::Natural2D | ImageFormat::Tiff)
+}
+
+/// Checks that a case id is one safe path component (it names every output of the case): not
+/// empty, no `/`, `\`, NUL or control characters, not `.`-prefixed (hidden, `..`).
+pub fn check_case_id(id: &str) -> std::result::Result<(), String> {
+    if id.is_empty() {
+        return Err("the case id is empty".into());
+    }
+    if id.starts_with('.') {
+        return Err("a case id must not start with '.'".into());
+    }
+    if let Some(c) = id.chars().find(|c| matches!(c, '/' | '\\' | '\0') || c.is_control()) {
+        return Err(format!("a case id must be one file-name component, it contains {c:?}"));
+    }
+    Ok(())
+}
+
 pub(crate) fn read_json(path: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(path).map_err(|source| DatasetError::Io { path: path.to_path_buf(), source })?;
     serde_json::from_str(&text).map_err(|e| DatasetError::Json { path: path.to_path_buf(), msg: e.to_string() })
@@ -164,16 +194,17 @@ impl Ctx<'_> {
         DatasetError::Key { path: self.json.to_path_buf(), key: key.to_string(), msg: msg.into() }
     }
 
-    /// Resolves a path declared in dataset.json under `key`, refusing escapes.
-    pub fn declared(&self, key: &str, raw: &str) -> Result<PathBuf> {
+    /// Resolves a path declared in dataset.json: relative to the dataset folder, variables
+    /// expanded. Paths outside the folder are accepted, as nnU-Net accepts them (issue 14).
+    /// Symlinks are kept as written (the case id comes from the declared name).
+    pub fn declared(&self, _key: &str, raw: &str) -> Result<PathBuf> {
         match resolve_declared(self.root, raw) {
             Resolved::Inside(p) => Ok(p),
-            Resolved::Escapes(path) => Err(DatasetError::PathEscapes {
-                json: self.json.to_path_buf(),
-                key: key.to_string(),
-                path,
-                root: self.root.to_path_buf(),
-            }),
+            Resolved::Escapes(_) => {
+                let expanded = expand_vars(raw);
+                let p = Path::new(&expanded);
+                Ok(normalize(&if p.is_absolute() { p.to_path_buf() } else { self.root.join(p) }))
+            }
         }
     }
 }
@@ -226,15 +257,16 @@ fn open_v2(ctx: &Ctx, obj: &Map<String, Value>, name: String) -> Result<Dataset>
         .as_str()
         .ok_or_else(|| ctx.key_err("file_ending", "expected a string such as \".nii.gz\""))?
         .to_string();
-    if !SUPPORTED_FILE_ENDINGS.contains(&file_ending.as_str()) {
-        return Err(DatasetError::FileEnding { json: ctx.json.to_path_buf(), ending: file_ending });
-    }
+    let reader = obj.get("overwrite_image_reader_writer").and_then(Value::as_str);
+    let format = image::check_reader(&file_ending, reader)
+        .map_err(|msg| DatasetError::FileEnding { json: ctx.json.to_path_buf(), msg })?;
+    let multi = multi_channel_files(format);
     let num_training = parse_count(ctx, obj, "numTraining")?.ok_or_else(|| ctx.key_err("numTraining", "missing"))?;
     let cases = match obj.get("dataset") {
         Some(d) => scan::cases_from_dataset_key(ctx, d)?,
-        None => scan::scan_v2(ctx.root, "imagesTr", "labelsTr", &file_ending, channels.len(), true)?,
+        None => scan::scan_v2(ctx.root, "imagesTr", "labelsTr", &file_ending, channels.len(), true, multi)?,
     };
-    let test_cases = scan::scan_v2(ctx.root, "imagesTs", "labelsTs", &file_ending, channels.len(), false)?;
+    let test_cases = scan::scan_v2(ctx.root, "imagesTs", "labelsTs", &file_ending, channels.len(), false, multi)?;
     Ok(Dataset {
         root: ctx.root.to_path_buf(),
         name,
@@ -320,94 +352,107 @@ impl Dataset {
             m.insert("regions_class_order".into(), Value::from(o.clone()));
         }
         m.insert("numTraining".into(), Value::from(self.cases.len()));
-        m.insert("file_ending".into(), Value::from(".nii.gz"));
+        m.insert("file_ending".into(), Value::from(self.file_ending.clone()));
         Value::Object(m)
     }
 }
 
 impl Case {
-    /// Reads every channel (scl scaling applied). A 4D file shared by several channels is read
-    /// once. Fails when a file is unreadable or the channels differ in shape; spacing and
-    /// orientation differences are left to [`crate::verify::verify_dataset`].
+    /// Reads every channel (scaling applied, NaN/inf replaced by 0 and counted). A file
+    /// shared by several channels (4D NIfTI) is read once; a file holding several channels
+    /// without a channel index (an RGB picture) gives them all, in order. Fails when a file is
+    /// unreadable or the channels differ in shape; spacing and orientation differences are
+    /// left to [`crate::verify::verify_dataset`].
     ///
     /// A 2D file becomes `[1, y, x]` with nnU-Net's pseudo z spacing `999 * max(spacing)`
-    /// (SimpleITKIO, reference §1.3).
+    /// (SimpleITKIO, NaturalImage2DIO, reference §1.3).
     pub fn read_images(&self) -> Result<CaseImages> {
         if self.images.is_empty() {
             return Err(DatasetError::Case { case: self.id.clone(), msg: "no image files".into() });
         }
+        let read_err = |source| DatasetError::Read { case: self.id.clone(), source };
         let mut channels: Vec<Volume<f32>> = Vec::with_capacity(self.images.len());
-        let mut first: Option<(NiftiHeader, [f64; 3])> = None;
-        let mut last: Option<NiftiImage> = None;
-        for (c, r) in self.images.iter().enumerate() {
+        let mut first: Option<ImageHeader> = None;
+        let mut last: Option<LoadedImage> = None;
+        for r in &self.images {
             let img = match last.take() {
                 Some(img) if img.path == r.path => img,
-                _ => read_nifti(&r.path).map_err(|source| DatasetError::Read { case: self.id.clone(), source })?,
+                _ => read_image(&r.path).map_err(read_err)?,
             };
-            let vol = match r.channel_in_file {
-                Some(i) => img.channel_f32(i),
-                None if img.num_volumes() == 1 => img.channel_f32(0),
-                None => {
-                    return Err(DatasetError::Case {
-                        case: self.id.clone(),
-                        msg: format!(
-                            "{}: has {} volumes, expected one 3D image per channel file",
-                            r.path.display(),
-                            img.num_volumes()
-                        ),
-                    })
+            let vols = match r.channel_in_file {
+                Some(i) => vec![img.channel_f32(i).map_err(read_err)?],
+                None => img.to_f32_channels().map_err(read_err)?,
+            };
+            for vol in vols {
+                if let Some(c0) = channels.first() {
+                    if c0.shape != vol.shape {
+                        return Err(DatasetError::Case {
+                            case: self.id.clone(),
+                            msg: format!(
+                                "channel {} ({}) has shape {:?}, channel 0 has {:?}",
+                                channels.len(),
+                                r.path.display(),
+                                vol.shape,
+                                c0.shape
+                            ),
+                        });
+                    }
                 }
+                channels.push(vol);
             }
-            .map_err(|source| DatasetError::Read { case: self.id.clone(), source })?;
-            match channels.first() {
-                None => first = Some((img.header.to_3d(), nnunet_spacing(&img.header))),
-                Some(c0) if c0.shape != vol.shape => {
-                    return Err(DatasetError::Case {
-                        case: self.id.clone(),
-                        msg: format!(
-                            "channel {c} ({}) has shape {:?}, channel 0 has {:?}",
-                            r.path.display(),
-                            vol.shape,
-                            c0.shape
-                        ),
-                    });
-                }
-                Some(_) => {}
-            }
-            channels.push(vol);
+            first.get_or_insert_with(|| img.header.clone());
             last = Some(img);
         }
-        let (header, spacing) = first.unwrap_or_default();
-        Ok(CaseImages { channels, spacing, header })
+        let header = first.ok_or_else(|| DatasetError::Case { case: self.id.clone(), msg: "no image files".into() })?;
+        let non_finite = replace_non_finite(&mut channels);
+        Ok(CaseImages { channels, spacing: header.nnunet_spacing(), header, non_finite })
     }
 
-    /// Reads the label map and its header (reduced to 3D). Fails when the case has no label,
-    /// the file is unreadable, or a value is not an integer in the int16 range.
-    pub fn read_label(&self) -> Result<(Volume<i16>, NiftiHeader)> {
+    /// Reads the label map and its header. Fails when the case has no label, the file is
+    /// unreadable, or a value is not an integer in the int16 range (NaN included: a label
+    /// with NaN is refused, as nnU-Net refuses it).
+    pub fn read_label(&self) -> Result<(Volume<i16>, ImageHeader)> {
         let path = self
             .label
             .as_ref()
             .ok_or_else(|| DatasetError::Case { case: self.id.clone(), msg: "has no label".into() })?;
-        let img = read_nifti(path).map_err(|source| DatasetError::Read { case: self.id.clone(), source })?;
-        let vol = img.to_label_volume().map_err(|source| DatasetError::Read { case: self.id.clone(), source })?;
-        Ok((vol, img.header.to_3d()))
+        let read_err = |source| DatasetError::Read { case: self.id.clone(), source };
+        let img = read_image(path).map_err(read_err)?;
+        let vol = img.to_label_volume().map_err(read_err)?;
+        Ok((vol, img.header))
     }
 
-    /// Every raw file of the case (channel files, then the label), without duplicates.
+    /// Every raw file of the case (channel files, then the label, each with its detached data
+    /// file or sidecar), without duplicates.
     pub fn files(&self) -> Vec<PathBuf> {
         let mut out: Vec<PathBuf> = Vec::with_capacity(self.images.len() + 1);
         for p in self.images.iter().map(|r| &r.path).chain(self.label.as_ref()) {
-            if !out.contains(p) {
-                out.push(p.clone());
+            for f in image::image_files(p) {
+                if !out.contains(&f) {
+                    out.push(f);
+                }
             }
         }
         out
     }
 }
 
+/// Replaces NaN/inf voxels by 0 (issue 14: one rule for non-finite voxels: never fail a run
+/// for them, never let them reach normalisation) and returns how many there were.
+pub fn replace_non_finite(channels: &mut [Volume<f32>]) -> usize {
+    let mut n = 0;
+    for c in channels {
+        for v in c.data.iter_mut().filter(|v| !v.is_finite()) {
+            *v = 0.0;
+            n += 1;
+        }
+    }
+    n
+}
+
 /// Spacing `[z, y, x]` as nnU-Net's SimpleITKIO reports it: the file spacing for 3D, and
 /// `[999 * max(y, x), y, x]` for a 2D file (reference §1.3).
-pub fn nnunet_spacing(h: &NiftiHeader) -> [f64; 3] {
+pub fn nnunet_spacing(h: &crate::nifti::NiftiHeader) -> [f64; 3] {
     let s = h.spacing_zyx();
     if h.ndim() < 3 {
         [999.0 * s[1].max(s[2]), s[1], s[2]]

@@ -257,11 +257,12 @@ fn read_data(r: &mut dyn Read, path: &Path, h: &NiftiHeader, gz: bool, file_len:
 }
 
 /// The `(slope, intercept)` to apply, or `None` when the values are used as stored.
-/// Per the NIfTI standard a slope of 0 or a non-finite slope means no scaling.
-fn scaling(h: &NiftiHeader) -> Option<(f64, f64)> {
-    let s = h.scl_slope;
+/// As ITK (and so SimpleITK and nnU-Net) reads it: a zero or non-finite slope counts as 1 and
+/// the intercept still applies; a non-finite intercept counts as 0 (nifti1_io).
+pub(crate) fn scaling(h: &NiftiHeader) -> Option<(f64, f64)> {
+    let s = if h.scl_slope.is_finite() && h.scl_slope.abs() > f64::EPSILON { h.scl_slope } else { 1.0 };
     let i = if h.scl_inter.is_finite() { h.scl_inter } else { 0.0 };
-    if s == 0.0 || !s.is_finite() || (s == 1.0 && i == 0.0) {
+    if s == 1.0 && i == 0.0 {
         None
     } else {
         Some((s, i))

@@ -16,6 +16,7 @@
 
 mod field;
 
+use crate::image::{self, ImageError, ImageFormat, ImageHeader, Pixels};
 use crate::nifti::{write_nifti, DataType, NiftiError, NiftiHeader};
 use crate::rng::Rng;
 use crate::volume::{numel, Volume};
@@ -57,7 +58,14 @@ pub struct SynthOptions {
     pub shape_jitter: f64,
     /// Relative per-case variation of each spacing axis.
     pub spacing_jitter: f64,
+    /// Size of the lesions (even labels) relative to the default (radii 0.35-0.5 of their
+    /// organ's): 1.5 gives radii 0.53-0.75, lesions a small network learns in minutes.
+    pub lesion_scale: f64,
     pub seed: u64,
+    /// File ending, i.e. the format written (any of [`crate::image::SUPPORTED_FILE_ENDINGS`]).
+    /// `.png`/`.bmp` write 2D cases (each volume's slice with the most foreground; 3 channels
+    /// make one RGB file); `.tif` writes stacks with the `CASE.json` spacing sidecar.
+    pub file_ending: String,
 }
 
 impl Default for SynthOptions {
@@ -73,7 +81,9 @@ impl Default for SynthOptions {
             shape: [24, 64, 64],
             shape_jitter: 0.15,
             spacing_jitter: 0.05,
+            lesion_scale: 1.0,
             seed: 0,
+            file_ending: ".nii.gz".into(),
         }
     }
 }
@@ -87,6 +97,8 @@ pub enum SynthError {
     Io { path: PathBuf, source: io::Error },
     #[error(transparent)]
     Nifti(#[from] NiftiError),
+    #[error(transparent)]
+    Image(#[from] ImageError),
 }
 
 type Result<T> = std::result::Result<T, SynthError>;
@@ -109,10 +121,31 @@ impl SynthOptions {
         if !(0.0..0.5).contains(&self.shape_jitter) || !(0.0..0.5).contains(&self.spacing_jitter) {
             return bad("jitters must be in [0, 0.5)".into());
         }
+        if !(self.lesion_scale.is_finite() && (0.2..=2.0).contains(&self.lesion_scale)) {
+            return bad(format!(
+                "lesion scale must be 0.2 to 2 (radii relative to the organ's), got {}",
+                self.lesion_scale
+            ));
+        }
         if self.cases + self.test_cases > 100_000 {
             return bad("at most 100000 cases".into());
         }
+        if ImageFormat::from_ending(&self.file_ending).is_none() {
+            return bad(format!(
+                "format \"{}\" is not supported ({})",
+                self.file_ending,
+                crate::image::supported_endings_text()
+            ));
+        }
+        if self.is_2d() && self.channels > 1 && !(self.channels == 3 && self.file_ending == ".png") {
+            return bad("2D pictures have 1 channel, or 3 (RGB) for .png".into());
+        }
         Ok(())
+    }
+
+    /// Whether the format writes 2D pictures.
+    pub fn is_2d(&self) -> bool {
+        ImageFormat::from_ending(&self.file_ending) == Some(ImageFormat::Natural2D)
     }
 
     /// Case id prefix derived from the name.
@@ -130,6 +163,9 @@ impl SynthOptions {
     /// Channel names written to dataset.json.
     pub fn channel_names(&self) -> Vec<String> {
         const MR: [&str; 4] = ["T2", "ADC", "T1", "FLAIR"];
+        if self.is_2d() && self.channels == 3 {
+            return ["R", "G", "B"].map(String::from).to_vec();
+        }
         (0..self.channels)
             .map(|c| match self.modality {
                 Modality::Ct => "CT".to_string(),
@@ -163,19 +199,96 @@ pub fn generate(out: &Path, o: &SynthOptions) -> Result<()> {
         let (images, labels) = if i < o.cases { ("imagesTr", "labelsTr") } else { ("imagesTs", "labelsTs") };
         let id = format!("{prefix}_{i:03}");
         let case = make_case(o, &style, Rng::derive(o.seed, i as u64));
-        for (c, ch) in case.channels.iter().enumerate() {
-            let p = out.join(images).join(format!("{id}_{c:04}.nii.gz"));
-            match o.modality {
-                Modality::Ct => write_nifti(&p, &case.header, &ch.map(|v| v.round().clamp(-1024.0, 3071.0) as i16))?,
-                Modality::Mr => write_nifti(&p, &case.header, ch)?,
+        if o.file_ending == ".nii.gz" || o.file_ending == ".nii" {
+            for (c, ch) in case.channels.iter().enumerate() {
+                let p = out.join(images).join(format!("{id}_{c:04}{}", o.file_ending));
+                match o.modality {
+                    Modality::Ct => {
+                        write_nifti(&p, &case.header, &ch.map(|v| v.round().clamp(-1024.0, 3071.0) as i16))?
+                    }
+                    Modality::Mr => write_nifti(&p, &case.header, ch)?,
+                }
             }
+            write_nifti(&out.join(labels).join(format!("{id}{}", o.file_ending)), &case.header, &case.label)?;
+        } else {
+            write_case_as(o, &out.join(images), &out.join(labels), &id, case)?;
         }
-        write_nifti(&out.join(labels).join(format!("{id}.nii.gz")), &case.header, &case.label)?;
         Ok::<(), SynthError>(())
     })?;
     let json_path = out.join("dataset.json");
     let text = serde_json::to_string_pretty(&dataset_json(o)).unwrap_or_default();
     std::fs::write(&json_path, text + "\n").map_err(|source| SynthError::Io { path: json_path, source })
+}
+
+/// Writes one case in a non-NIfTI format: the geometry of its NIfTI header as ITK sees it.
+/// Pictures get the slice with the most foreground (intensities quantised to 16 bits, or to
+/// 8 bits for an RGB file); TIFF stacks the `CASE.json` spacing sidecar beside images and label.
+fn write_case_as(o: &SynthOptions, images: &Path, labels: &Path, id: &str, case: CaseData) -> Result<()> {
+    let ending = o.file_ending.as_str();
+    let header = ImageHeader::of_nifti(&case.header);
+    let quantise = |v: f32| -> f32 {
+        match o.modality {
+            Modality::Ct => (v.round() + 1024.0).clamp(0.0, 4095.0),
+            Modality::Mr => v.round().clamp(0.0, 65535.0),
+        }
+    };
+    if o.is_2d() {
+        let [d, h, w] = case.label.shape;
+        let plane = h * w;
+        let z = (0..d)
+            .max_by_key(|&z| case.label.data[z * plane..(z + 1) * plane].iter().filter(|&&l| l > 0).count())
+            .unwrap_or(0);
+        let r = z * plane..(z + 1) * plane;
+        let mut g = image::Geometry::plain(2, [1, h, w], [1.0; 3]);
+        g.direction = image::geometry::IDENTITY;
+        let h2 = ImageHeader::new(ImageFormat::Natural2D, g);
+        if o.channels == 3 {
+            let scale =
+                |v: f32| (quantise(v) / if o.modality == Modality::Ct { 16.0 } else { 4.0 }).clamp(0.0, 255.0) as u8;
+            let planes: Vec<Vec<u8>> =
+                case.channels.iter().map(|c| c.data[r.clone()].iter().map(|&v| scale(v)).collect()).collect();
+            image::raster::write_rgb_png(&images.join(format!("{id}_0000{ending}")), h, w, &planes)?;
+        } else {
+            for (c, ch) in case.channels.iter().enumerate() {
+                let p = images.join(format!("{id}_{c:04}{ending}"));
+                if ending == ".bmp" {
+                    let v: Vec<u8> =
+                        ch.data[r.clone()].iter().map(|&v| (quantise(v) / 16.0).clamp(0.0, 255.0) as u8).collect();
+                    image::write_image(&p, &h2, [1, h, w], Pixels::U8(&v))?;
+                } else {
+                    let v: Vec<u16> = ch.data[r.clone()].iter().map(|&v| quantise(v) as u16).collect();
+                    image::write_image(&p, &h2, [1, h, w], Pixels::U16(&v))?;
+                }
+            }
+        }
+        let lab: Vec<u8> = case.label.data[r].to_vec();
+        return Ok(image::write_image(&labels.join(format!("{id}{ending}")), &h2, [1, h, w], Pixels::U8(&lab))?);
+    }
+    // Tiff3DIO reads the spacing of `CASE_0000.tif` from the case's `CASE.json`.
+    let tiff = image::ImageFormat::from_ending(ending) == Some(ImageFormat::Tiff);
+    let case_sidecar = images.join(format!("{id}.json"));
+    for (c, ch) in case.channels.iter().enumerate() {
+        let p = images.join(format!("{id}_{c:04}{ending}"));
+        let ct: Vec<i16>;
+        let px = match o.modality {
+            Modality::Ct => {
+                ct = ch.data.iter().map(|v| v.round().clamp(-1024.0, 3071.0) as i16).collect();
+                Pixels::I16(&ct)
+            }
+            Modality::Mr => Pixels::F32(&ch.data),
+        };
+        if tiff {
+            image::raster::write_tiff_with_sidecar(&p, &header.geometry, px, Some(&case_sidecar))?
+        } else {
+            image::write_image(&p, &header, ch.shape, px)?
+        }
+    }
+    Ok(image::write_image(
+        &labels.join(format!("{id}{ending}")),
+        &header,
+        case.label.shape,
+        Pixels::U8(&case.label.data),
+    )?)
 }
 
 fn dataset_json(o: &SynthOptions) -> Value {
@@ -197,7 +310,7 @@ fn dataset_json(o: &SynthOptions) -> Value {
         "labels": labels,
         "numTraining": o.cases,
         "numTest": o.test_cases,
-        "file_ending": ".nii.gz",
+        "file_ending": o.file_ending,
     })
 }
 
@@ -355,7 +468,7 @@ fn place_organs(o: &SynthOptions, body: &Blob, head_like: bool, rng: &mut Rng) -
         let noise = SmoothNoise::new(rng, [3, 3, 3]);
         if k % 2 == 0 {
             let parent = &blobs[k - 2];
-            let radii = parent.radii.map(|r| r * rng.uniform(0.35, 0.5));
+            let radii = parent.radii.map(|r| r * rng.uniform(0.35, 0.5) * o.lesion_scale);
             let center: [f64; 3] = std::array::from_fn(|a| parent.center[a] + parent.radii[a] * rng.uniform(-0.3, 0.3));
             blobs.push(Blob { center, radii, amp: 0.15, noise });
         } else {

@@ -4,9 +4,9 @@
 //! Checked, per dataset: the labels dictionary (background 0, consecutive, ignore = max + 1,
 //! regions need `regions_class_order`), `numTraining` against the cases found, stray files
 //! in `imagesTr`/`imagesTs` (no channel suffix, channel beyond those declared), and a mix of
-//! 2D and 3D cases. Per case: missing channel or label files, paths outside the dataset
-//! folder, unreadable or truncated files, channel counts of 4D files, NaN/inf voxels in
-//! images and labels, non-integer or undeclared label values, and geometry (dimensionality,
+//! 2D and 3D cases. Per case: missing channel or label files, unreadable or truncated files,
+//! channel counts of 4D files and pictures, NaN/inf voxels in labels (in images they are a
+//! warning: they are read as 0), non-integer or undeclared label values, and geometry (dimensionality,
 //! shape, spacing with numpy's `allclose` tolerance) between channels and between image and
 //! label. Origin/direction differences are warnings, as in nnU-Net.
 //!
@@ -52,8 +52,6 @@ pub enum ProblemKind {
     MissingChannelFile { channel: usize },
     /// The label file does not exist.
     MissingLabelFile,
-    /// The file lies outside the dataset folder.
-    PathEscapes,
     /// The file cannot be read (I/O, truncated, corrupt gzip, invalid header, ...).
     Unreadable { reason: String },
     /// A 4D file's number of volumes does not match the channels that use it (or a label
@@ -112,15 +110,17 @@ impl fmt::Display for ProblemKind {
             }
             MissingChannelFile { channel } => write!(f, "channel {channel} file is missing"),
             MissingLabelFile => write!(f, "label file is missing"),
-            PathEscapes => write!(f, "file lies outside the dataset folder"),
             Unreadable { reason } => write!(f, "unreadable: {reason}"),
             VolumeCount { volumes, expected } => {
                 write!(f, "file holds {volumes} volume(s) along t, expected {expected}")
             }
             NonFinite { what, count, first } => write!(
                 f,
-                "{what} has {count} NaN/inf voxel(s) (first at z={}, y={}, x={})",
-                first[0], first[1], first[2]
+                "{what} has {count} NaN/inf voxel(s) (first at z={}, y={}, x={}){}",
+                first[0],
+                first[1],
+                first[2],
+                if *what == "image" { "; they are read as 0" } else { "" }
             ),
             NonIntegerLabel { value, count, first } => write!(
                 f,

@@ -54,6 +54,14 @@ impl Nonlin {
             Nonlin::Relu => x.relu(),
         }
     }
+
+    /// In place, for inference: bit-identical to [`Nonlin::apply`] without the second buffer.
+    pub fn apply_(&self, x: &mut Tensor) {
+        let _ = match self {
+            Nonlin::LeakyRelu => x.leaky_relu_(),
+            Nonlin::Relu => x.relu_(),
+        };
+    }
 }
 
 /// A 2D or 3D convolution with per-axis kernel, stride and padding `(k − 1) / 2`.
@@ -184,6 +192,45 @@ impl NormLayer {
         }
     }
 
+    /// [`NormLayer::forward`] on an owned input, normalizing in place where that is exact:
+    /// instance norm of a CPU f32 tensor that needs no gradient. libtorch's `instance_norm` is
+    /// `native_batch_norm` on the `(1, N·C, ...)` view with the affine parameters repeated N
+    /// times; its CPU kernel writes every output element after the statistics are complete, so
+    /// giving it the input as `out` yields the same bits without a second full-size buffer.
+    pub fn forward_owned(&self, x: Tensor, train: bool) -> Tensor {
+        let inplace = self.kind == Norm::Instance
+            && x.kind() == Kind::Float
+            && x.device() == tch::Device::Cpu
+            && !x.requires_grad()
+            && x.is_contiguous()
+            && x.dim() >= 3;
+        if !inplace {
+            return self.forward(&x, train);
+        }
+        let size = x.size();
+        let (b, c) = (size[0], size[1]);
+        let mut flat = vec![1, b * c];
+        flat.extend_from_slice(&size[2..]);
+        let view = x.view(flat.as_slice());
+        let rep = |t: &Option<Tensor>| t.as_ref().map(|t| if b == 1 { t.shallow_clone() } else { t.repeat([b]) });
+        let (w, bias) = (rep(&self.weight), rep(&self.bias));
+        let stats = |_| Tensor::empty([0], (Kind::Float, tch::Device::Cpu));
+        let (mean, invstd) = (stats(0), stats(1));
+        let _ = view.native_batch_norm_out(
+            &view,
+            &mean,
+            &invstd,
+            w.as_ref(),
+            bias.as_ref(),
+            None::<&Tensor>,
+            None::<&Tensor>,
+            true,
+            0.1,
+            NORM_EPS,
+        );
+        x
+    }
+
     /// ResEnc init: the norm after each block's second conv starts at weight 0 and bias 0 (§6.2).
     pub fn zero_(&mut self) {
         tch::no_grad(|| {
@@ -237,6 +284,23 @@ impl ConvNormAct {
             None => y,
         }
     }
+
+    /// [`ConvNormAct::forward`] on an owned input, for inference memory: the input is released
+    /// as soon as the convolution has read it, normalization and nonlinearity run in place when
+    /// no gradient is needed (same bits, one full-size buffer instead of three).
+    pub fn forward_owned(&self, x: Tensor, train: bool, compute: Option<Kind>) -> Tensor {
+        let y = self.conv.forward(&x, compute);
+        drop(x);
+        let mut y = self.norm.forward_owned(y, train);
+        match self.act {
+            Some(a) if !y.requires_grad() => {
+                a.apply_(&mut y);
+                y
+            }
+            Some(a) => a.apply(&y),
+            None => y,
+        }
+    }
 }
 
 /// `n` stacked conv-norm-nonlin blocks; the first one carries the stride (§6.1).
@@ -263,6 +327,15 @@ impl StackedConvs {
         let mut y = x.shallow_clone();
         for c in &self.convs {
             y = c.forward(&y, train, compute);
+        }
+        y
+    }
+
+    /// [`StackedConvs::forward`] through [`ConvNormAct::forward_owned`].
+    pub fn forward_owned(&self, x: Tensor, train: bool, compute: Option<Kind>) -> Tensor {
+        let mut y = x;
+        for c in &self.convs {
+            y = c.forward_owned(y, train, compute);
         }
         y
     }

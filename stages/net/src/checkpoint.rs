@@ -1,7 +1,7 @@
-//! Checkpoint folders (contract with inference): `checkpoint_X/model.safetensors` plus
-//! `checkpoint_X/meta.json` `{configuration, in_channels, num_classes, net_options,
-//! inference_allowed_mirroring_axes, epoch, features_cap, architecture}`. The resumable
-//! `checkpoint_latest` also holds `optimizer.safetensors`, `optimizer.json` and `state.json`.
+//! Checkpoint folders (the contract with inference; `nnunet_infer` reads them through
+//! [`CheckpointMeta`] and [`load_network`]): `checkpoint_X/model.safetensors` plus
+//! `checkpoint_X/meta.json` ([`CheckpointMeta`]). The resumable `checkpoint_latest` also holds
+//! `optimizer.safetensors`, `optimizer.json` and `state.json`.
 //!
 //! Writes are crash-safe: the folder is written as `checkpoint_X.tmp`, every file fsynced, the
 //! old folder renamed to `checkpoint_X.old`, the new one renamed into place, then the old one
@@ -23,14 +23,17 @@ pub const LATEST: &str = "checkpoint_latest";
 pub const BEST: &str = "checkpoint_best";
 pub const FINAL: &str = "checkpoint_final";
 
-/// `meta.json` of a checkpoint folder.
+/// `meta.json` of a checkpoint folder: the one description of it, written by the trainer and
+/// read by inference.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CheckpointMeta {
     pub configuration: String,
     pub in_channels: usize,
     pub num_classes: usize,
     pub net_options: NetOptions,
-    pub inference_allowed_mirroring_axes: Vec<usize>,
+    /// Axes mirrored at test time (absent: all spatial axes of the configuration).
+    #[serde(default)]
+    pub inference_allowed_mirroring_axes: Option<Vec<usize>>,
     /// The last completed epoch (0-based).
     pub epoch: usize,
     #[serde(default)]
@@ -47,7 +50,7 @@ fn sibling(dir: &Path, suffix: &str) -> PathBuf {
 }
 
 fn fsync(path: &Path) -> Result<()> {
-    fs::File::open(path).and_then(|f| f.sync_all()).map_err(|e| io_err(path, e))
+    nnunet_io::fsio::fsync(path).map_err(|e| io_err(path, e))
 }
 
 /// Restores `dir` from `dir.old` after a crash between the two renames; removes a stale
@@ -105,15 +108,18 @@ pub fn write_weights(dir: &Path, vs: &nn::VarStore, meta: &CheckpointMeta) -> Re
 
 /// Writes pretty JSON through a temporary file and a rename (never a half-written file).
 pub(crate) fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
-    let text = serde_json::to_string_pretty(v).map_err(|e| io_err(path, e))?;
-    let tmp = sibling(path, ".tmp");
-    fs::write(&tmp, text).map_err(|e| io_err(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| io_err(path, e))
+    nnunet_io::fsio::write_json(path, v).map_err(|e| io_err(path, e))
 }
 
 pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    let text = fs::read_to_string(path).map_err(|e| io_err(path, e))?;
-    serde_json::from_str(&text).map_err(|e| io_err(path, e))
+    nnunet_io::fsio::read_json(path).map_err(|e| io_err(path, e))
+}
+
+impl CheckpointMeta {
+    /// Reads `dir/meta.json`; fails naming the folder when it or `model.safetensors` is missing.
+    pub fn read(dir: &Path) -> Result<CheckpointMeta> {
+        read_meta(dir)
+    }
 }
 
 /// Reads `dir/meta.json`.
@@ -159,7 +165,7 @@ mod tests {
             in_channels: 1,
             num_classes: 3,
             net_options: NetOptions::default(),
-            inference_allowed_mirroring_axes: vec![0, 1, 2],
+            inference_allowed_mirroring_axes: Some(vec![0, 1, 2]),
             epoch,
             features_cap: Some(16),
             architecture: None,
@@ -182,11 +188,12 @@ mod tests {
         let a = tch::no_grad(|| net.forward_t(&x, false).swap_remove(0));
         let b = tch::no_grad(|| nn::ModuleT::forward_t(&net2, &x, false));
         assert!((a - b).abs().max().double_value(&[]) < 1e-6);
-        // The infer crate's meta reader fields are there.
-        let v: serde_json::Value = read_json(&ck.join(META)).unwrap();
-        assert_eq!(v["in_channels"], 1);
-        assert_eq!(v["num_classes"], 3);
-        assert_eq!(v["inference_allowed_mirroring_axes"], serde_json::json!([0, 1, 2]));
+        assert_eq!(CheckpointMeta::read(&ck).unwrap(), meta(4));
+        // A meta.json without mirroring axes (all axes) still reads.
+        let mut v: serde_json::Value = read_json(&ck.join(META)).unwrap();
+        v.as_object_mut().unwrap().remove("inference_allowed_mirroring_axes");
+        write_json(&ck.join(META), &v).unwrap();
+        assert_eq!(CheckpointMeta::read(&ck).unwrap().inference_allowed_mirroring_axes, None);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! - [`sampler`]: nnU-Net's patch sampling with foreground oversampling (§8.1).
 //! - [`loader`]: multithreaded, deterministic batch production.
 //! - [`trainer`]: the fold trainer (§7), with [`schedule`], [`optim`], [`checkpoint`], [`plot`].
+//! - [`nnunet_checkpoint`]: nnU-Net v2 `.pth` checkpoints read into and written from our networks.
 //! - [`split`]: the 5-fold cross-validation split (§7.4), re-exported from `nnunet_prep`.
 //! - [`bench`]: timing helpers for augmentation and train steps.
 pub mod augment;
@@ -16,6 +17,7 @@ pub mod error;
 pub mod loader;
 pub mod loss;
 pub mod metrics;
+pub mod nnunet_checkpoint;
 pub mod optim;
 pub mod plot;
 pub mod sampler;

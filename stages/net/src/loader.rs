@@ -84,7 +84,7 @@ impl BatchSpec {
     pub fn assemble(&self, samples: Vec<(Sample, String)>, index: usize) -> Batch {
         let bs = samples.len();
         let p = self.augment.patch_size;
-        let c = self.cases.first().map_or(1, |c| c.num_channels());
+        let c = self.augment.network_channels(self.cases.first().map_or(1, |c| c.num_channels()));
         let spatial = |s: [usize; 3]| -> Vec<i64> {
             if self.augment.is_2d {
                 vec![s[1] as i64, s[2] as i64]

@@ -1,120 +1,67 @@
 //! The training curve (nnU-Net's `progress.png`, as SVG): losses, pseudo Dice with its EMA,
-//! epoch time and learning rate per epoch.
+//! epoch time and learning rate per epoch, drawn with `nnunet-chart` like the run report's
+//! figures.
 
 use crate::error::{io_err, Result};
 use crate::trainer::EpochRecord;
-use plotters::prelude::*;
+use nnunet_chart::{colour, stack, LineChart, Series};
 use std::path::Path;
 
-fn range(vals: impl Iterator<Item = f64>) -> (f64, f64) {
-    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-    for v in vals.filter(|v| v.is_finite()) {
-        lo = lo.min(v);
-        hi = hi.max(v);
+const WIDTH: usize = 900;
+const PANEL_HEIGHT: usize = 275;
+
+fn series(name: &str, colour_index: usize, records: &[EpochRecord], f: &dyn Fn(&EpochRecord) -> f64) -> Series {
+    Series {
+        name: name.into(),
+        points: records.iter().map(|r| (r.epoch as f64, f(r))).collect(),
+        colour: colour(colour_index),
+        dashed: false,
     }
-    if !lo.is_finite() {
-        return (0.0, 1.0);
-    }
-    if hi - lo < 1e-9 {
-        return (lo - 0.5, hi + 0.5);
-    }
-    let pad = (hi - lo) * 0.05;
-    (lo - pad, hi + pad)
 }
 
-type Series<'a> = (&'a str, RGBColor, Vec<(f64, f64)>);
-
-fn panel(
-    area: &DrawingArea<SVGBackend, plotters::coord::Shift>,
-    title: &str,
-    x_max: f64,
-    series: &[Series],
-) -> Result<(), String> {
-    let (lo, hi) = range(series.iter().flat_map(|s| s.2.iter().map(|p| p.1)));
-    let mut chart = ChartBuilder::on(area)
-        .caption(title, ("sans-serif", 16))
-        .margin(8)
-        .x_label_area_size(28)
-        .y_label_area_size(56)
-        .build_cartesian_2d(0f64..x_max.max(1.0), lo..hi)
-        .map_err(|e| e.to_string())?;
-    chart.configure_mesh().x_desc("epoch").draw().map_err(|e| e.to_string())?;
-    for (name, color, pts) in series {
-        let c = *color;
-        let pts: Vec<(f64, f64)> = pts.iter().copied().filter(|p| p.1.is_finite()).collect();
-        chart
-            .draw_series(LineSeries::new(pts, c.stroke_width(2)))
-            .map_err(|e| e.to_string())?
-            .label(*name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2)));
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()
-        .map_err(|e| e.to_string())?;
-    Ok(())
+fn panel(title: &str, y_label: &str, series: Vec<Series>, y_range: Option<(f64, f64)>) -> String {
+    let chart = LineChart { title: title.into(), x_label: "epoch".into(), y_label: y_label.into(), series, y_range };
+    chart.to_svg(WIDTH, PANEL_HEIGHT)
 }
 
-const PALETTE: [RGBColor; 6] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-];
-
-/// Writes `path` (SVG) from the epoch records.
-pub fn write_progress(path: &Path, records: &[EpochRecord]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    let draw = || -> Result<(), String> {
-        let root = SVGBackend::new(&tmp, (900, 1100)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let areas = root.split_evenly((4, 1));
-        let x_max = records.last().map_or(1.0, |r| r.epoch as f64 + 1.0);
-        let pts = |f: &dyn Fn(&EpochRecord) -> f64| -> Vec<(f64, f64)> {
-            records.iter().map(|r| (r.epoch as f64, f(r))).collect()
-        };
-        panel(
-            &areas[0],
-            "loss",
-            x_max,
-            &[("train", PALETTE[0], pts(&|r| r.train_loss)), ("val", PALETTE[3], pts(&|r| r.val_loss))],
-        )?;
-        let mut dice: Vec<Series> = vec![
-            ("pseudo dice (mean fg)", PALETTE[2], pts(&|r| r.mean_fg_dice)),
-            ("pseudo dice EMA", PALETTE[1], pts(&|r| r.ema_fg_dice)),
-        ];
-        let names: Vec<String> =
-            records.first().map(|r| r.pseudo_dice.iter().map(|d| d.0.clone()).collect()).unwrap_or_default();
-        if names.len() > 1 {
-            for (k, n) in names.iter().enumerate().take(8) {
-                let color = PALETTE[(k + 3) % PALETTE.len()];
-                dice.push((n.as_str(), color, pts(&|r| r.pseudo_dice.get(k).map_or(f64::NAN, |d| d.1))));
-            }
+/// The four panels of the curve as one SVG document.
+pub fn progress_svg(records: &[EpochRecord]) -> String {
+    let mut dice = vec![
+        series("pseudo dice (mean fg)", 2, records, &|r| r.mean_fg_dice),
+        Series { dashed: true, ..series("pseudo dice EMA", 1, records, &|r| r.ema_fg_dice) },
+    ];
+    let names: Vec<String> =
+        records.first().map(|r| r.pseudo_dice.iter().map(|d| d.0.clone()).collect()).unwrap_or_default();
+    if names.len() > 1 {
+        for (k, n) in names.iter().enumerate().take(8) {
+            dice.push(series(n, k + 3, records, &|r| r.pseudo_dice.get(k).map_or(f64::NAN, |d| d.1)));
         }
-        panel(&areas[1], "pseudo dice", x_max, &dice)?;
+    }
+    let panels = [
         panel(
-            &areas[2],
+            "loss",
+            "loss",
+            vec![series("train", 0, records, &|r| r.train_loss), series("val", 3, records, &|r| r.val_loss)],
+            None,
+        ),
+        panel("pseudo dice", "Dice", dice, Some((0.0, 1.0))),
+        panel(
             "epoch time (s) / data wait (s)",
-            x_max,
-            &[
-                ("epoch", PALETTE[4], pts(&|r| r.epoch_seconds)),
-                ("data wait", PALETTE[5], pts(&|r| r.data_wait_seconds)),
+            "seconds",
+            vec![
+                series("epoch", 4, records, &|r| r.epoch_seconds),
+                series("data wait", 5, records, &|r| r.data_wait_seconds),
             ],
-        )?;
-        panel(&areas[3], "learning rate", x_max, &[("lr", PALETTE[0], pts(&|r| r.lr))])?;
-        root.present().map_err(|e| e.to_string())?;
-        Ok(())
-    };
-    // Write next to the target and rename, so a reader never sees a half-written file.
-    draw().map_err(|e| io_err(path, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))
+            None,
+        ),
+        panel("learning rate", "lr", vec![series("lr", 0, records, &|r| r.lr)], None),
+    ];
+    stack(&panels, WIDTH, PANEL_HEIGHT)
+}
+
+/// Writes `path` (SVG) from the epoch records, atomically.
+pub fn write_progress(path: &Path, records: &[EpochRecord]) -> Result<()> {
+    nnunet_io::fsio::write_atomic(path, progress_svg(records).as_bytes()).map_err(|e| io_err(path, e))
 }
 
 #[cfg(test)]

@@ -23,6 +23,57 @@ pub trait PatchSource: Send + Sync {
     fn read_patch(&self, lo: [i64; 3], size: [usize; 3]) -> Result<(Vec<f32>, Vec<i16>)>;
     /// Sampled foreground locations per class, rows `[0, z, y, x]`.
     fn class_locations(&self) -> &ClassLocations;
+    /// Cascade: the previous stage's segmentation of the box `[lo, lo + size)`, padded with
+    /// −1 (§8.1); `None` for a case without one.
+    fn read_prev_stage(&self, _lo: [i64; 3], _size: [usize; 3]) -> Result<Option<Vec<i16>>> {
+        Ok(None)
+    }
+}
+
+/// A case of a cascade stage: the case plus the previous stage's segmentation of it, on the
+/// same preprocessed grid (nnU-Net's `predicted_next_stage`, §7.3).
+pub struct CascadeCase {
+    inner: Arc<dyn PatchSource>,
+    prev: nnunet_io::Volume<i16>,
+}
+
+impl CascadeCase {
+    /// Fails naming the case when the segmentation's grid is not the case's.
+    pub fn new(inner: Arc<dyn PatchSource>, prev: nnunet_io::Volume<i16>) -> Result<CascadeCase> {
+        if prev.shape != inner.shape() {
+            return Err(NetError::Case {
+                case: inner.id().to_string(),
+                msg: format!(
+                    "the previous stage's segmentation has shape {:?}, the preprocessed case {:?}",
+                    prev.shape,
+                    inner.shape()
+                ),
+            });
+        }
+        Ok(CascadeCase { inner, prev })
+    }
+}
+
+impl PatchSource for CascadeCase {
+    fn id(&self) -> &str {
+        self.inner.id()
+    }
+    fn shape(&self) -> [usize; 3] {
+        self.inner.shape()
+    }
+    fn num_channels(&self) -> usize {
+        self.inner.num_channels()
+    }
+    fn read_patch(&self, lo: [i64; 3], size: [usize; 3]) -> Result<(Vec<f32>, Vec<i16>)> {
+        self.inner.read_patch(lo, size)
+    }
+    fn class_locations(&self) -> &ClassLocations {
+        self.inner.class_locations()
+    }
+    fn read_prev_stage(&self, lo: [i64; 3], size: [usize; 3]) -> Result<Option<Vec<i16>>> {
+        let (_, seg) = crate::augment::spatial::crop_box(&[], &self.prev.data, 0, self.prev.shape, lo, size);
+        Ok(Some(seg))
+    }
 }
 
 /// A memory budget for decoded cases shared by the [`StoreCase`]s of a run: a case is kept
@@ -273,7 +324,8 @@ impl PatchSampler {
     pub fn sample(&self, case: &dyn PatchSource, force_fg: bool, rng: &mut Rng) -> Result<RawSample> {
         let lo = self.bbox_lower(case.shape(), force_fg, case.class_locations(), rng);
         let (data, seg) = case.read_patch(lo, self.initial_patch_size)?;
-        Ok(RawSample { data, seg, channels: case.num_channels(), shape: self.initial_patch_size })
+        let prev = case.read_prev_stage(lo, self.initial_patch_size)?;
+        Ok(RawSample { data, seg, channels: case.num_channels(), shape: self.initial_patch_size, prev })
     }
 }
 

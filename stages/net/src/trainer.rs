@@ -22,7 +22,7 @@ use crate::sampler::{open_store_cases, CaseCache, PatchSampler, PatchSource, DEF
 use crate::schedule::{poly_lr, PlateauSchedule};
 use crate::unet::{build_network_seeded, cap_features, count_parameters, NetOptions, UNet};
 use nnunet_io::labels::Labels;
-use nnunet_prep::plans::{Plans, ResolvedConfiguration};
+use nnunet_prep::plans::ResolvedConfiguration;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;
@@ -61,6 +61,12 @@ pub struct TrainOptions {
     pub torch_threads: usize,
     /// Memory budget for keeping decoded store cases in memory (0: always partial reads).
     pub case_cache_bytes: usize,
+    /// Cascade stage: foreground labels the previous stage's segmentation (read from the
+    /// cases, [`crate::sampler::CascadeCase`]) is one-hot encoded over as extra input channels.
+    pub cascade_labels: Vec<i16>,
+    /// Initial weights (fine-tuning, nnU-Net's `-pretrained_weights`); a resumed run keeps
+    /// its checkpoint's.
+    pub pretrained: Option<std::sync::Arc<crate::nnunet_checkpoint::Pretrained>>,
 }
 
 impl Default for TrainOptions {
@@ -87,33 +93,9 @@ impl Default for TrainOptions {
             mixed_precision: true,
             torch_threads: 1,
             case_cache_bytes: DEFAULT_CASE_CACHE_BYTES,
+            cascade_labels: Vec::new(),
+            pretrained: None,
         }
-    }
-}
-
-mod nan_f64 {
-    use serde::{Deserialize, Deserializer, Serializer};
-    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
-        if v.is_finite() {
-            s.serialize_f64(*v)
-        } else {
-            s.serialize_none()
-        }
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
-    }
-}
-
-mod nan_pairs {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-    pub fn serialize<S: Serializer>(v: &[(String, f64)], s: S) -> Result<S::Ok, S::Error> {
-        let o: Vec<(&str, Option<f64>)> = v.iter().map(|(k, x)| (k.as_str(), x.is_finite().then_some(*x))).collect();
-        o.serialize(s)
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, f64)>, D::Error> {
-        let o = Vec::<(String, Option<f64>)>::deserialize(d)?;
-        Ok(o.into_iter().map(|(k, x)| (k, x.unwrap_or(f64::NAN))).collect())
     }
 }
 
@@ -121,16 +103,16 @@ mod nan_pairs {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochRecord {
     pub epoch: usize,
-    #[serde(with = "nan_f64")]
+    #[serde(with = "nnunet_io::fsio::nan_as_null")]
     pub train_loss: f64,
-    #[serde(with = "nan_f64")]
+    #[serde(with = "nnunet_io::fsio::nan_as_null")]
     pub val_loss: f64,
     /// Global (patch-based) Dice per foreground class or region: `(name, dice)`.
-    #[serde(with = "nan_pairs")]
+    #[serde(with = "nnunet_io::fsio::nan_as_null::pairs")]
     pub pseudo_dice: Vec<(String, f64)>,
-    #[serde(with = "nan_f64")]
+    #[serde(with = "nnunet_io::fsio::nan_as_null")]
     pub mean_fg_dice: f64,
-    #[serde(with = "nan_f64")]
+    #[serde(with = "nnunet_io::fsio::nan_as_null")]
     pub ema_fg_dice: f64,
     pub lr: f64,
     pub epoch_seconds: f64,
@@ -149,7 +131,7 @@ pub struct TrainOutcome {
     /// Stopped because the epoch callback asked to.
     pub cancelled: bool,
     pub resumed_from: Option<usize>,
-    #[serde(with = "nan_f64")]
+    #[serde(with = "nnunet_io::fsio::nan_as_null")]
     pub best_ema_fg_dice: f64,
     pub best_epoch: Option<usize>,
     pub last: Option<EpochRecord>,
@@ -197,41 +179,139 @@ pub fn class_names(labels: &Labels, mode: &LabelMode) -> Vec<String> {
     }
 }
 
-/// Trains one fold from the preprocessed store `store` (one sub-group per case id).
+/// The cases of one fold and how their labels are scored.
+pub struct FoldCases {
+    /// How label maps become training targets (labels or regions, ignore label).
+    pub mode: LabelMode,
+    /// Names of the pseudo-Dice entries ([`class_names`]).
+    pub names: Vec<String>,
+    pub train: Vec<Arc<dyn PatchSource>>,
+    /// Validation cases; empty: validate on the training cases (fold `all`).
+    pub val: Vec<Arc<dyn PatchSource>>,
+}
+
+impl FoldCases {
+    /// The fold's cases in the preprocessed store `store` (one sub-group per case id), sharing
+    /// one decoded-case cache of `case_cache_bytes` (0: partial reads only).
+    pub fn from_store(
+        store: &Path,
+        labels: &Labels,
+        train_ids: &[String],
+        val_ids: &[String],
+        case_cache_bytes: usize,
+    ) -> Result<FoldCases> {
+        let cache = (case_cache_bytes > 0).then(|| CaseCache::new(case_cache_bytes));
+        let train = open_store_cases(store, train_ids, cache.clone())?;
+        let val = open_store_cases(store, val_ids, cache)?;
+        let mode = LabelMode::from_labels(labels);
+        let names = class_names(labels, &mode);
+        Ok(FoldCases { mode, names, train, val })
+    }
+
+    /// The input channel count all cases share.
+    fn in_channels(&self) -> Result<usize> {
+        let first = self.train.first().ok_or_else(|| NetError::Invalid("the fold has no training cases".into()))?;
+        let channels = first.num_channels();
+        if let Some(c) = self.train.iter().chain(&self.val).find(|c| c.num_channels() != channels) {
+            return Err(NetError::Invalid(format!(
+                "case {} has {} channels, expected {channels}",
+                c.id(),
+                c.num_channels()
+            )));
+        }
+        Ok(channels)
+    }
+}
+
+/// Trains one fold, writing into `out_dir` (see the module comment), resuming from
+/// `checkpoint_latest` when there is one.
 ///
 /// `on_epoch` gets all records after every epoch; returning `Ok(false)` stops training (the
-/// state is checkpointed first). See [`train_fold_sources`].
-#[allow(clippy::too_many_arguments)]
+/// state is checkpointed first). The phases are [`Trainer`]'s: setup, resume, then per epoch
+/// train, validate and end of epoch.
 pub fn train_fold<E: std::fmt::Display, F: FnMut(&[EpochRecord]) -> std::result::Result<bool, E>>(
     opts: &TrainOptions,
-    _plans: &Plans,
     cfg: &ResolvedConfiguration,
-    labels: &Labels,
-    store: &Path,
-    train_ids: &[String],
-    val_ids: &[String],
+    cases: FoldCases,
     out_dir: &Path,
     on_epoch: &mut F,
 ) -> Result<TrainOutcome> {
-    let cache = (opts.case_cache_bytes > 0).then(|| CaseCache::new(opts.case_cache_bytes));
-    let train = open_store_cases(store, train_ids, cache.clone())?;
-    let val = open_store_cases(store, val_ids, cache)?;
-    let mode = LabelMode::from_labels(labels);
-    let names = class_names(labels, &mode);
-    train_fold_sources(opts, cfg, mode, names, train, val, out_dir, on_epoch)
+    let t_start = Instant::now();
+    let mut trainer = Trainer::setup(opts, cfg, cases, out_dir)?;
+    let (mut state, resumed_from) = trainer.resume()?;
+    let start_epoch = state.next_epoch;
+    let mut cancelled = false;
+    while state.next_epoch < opts.epochs && !state.stopped_early {
+        let t_epoch = Instant::now();
+        let epoch = state.next_epoch;
+        let lr = trainer.learning_rate(&state, epoch);
+        let train = trainer.train_epoch(epoch, lr)?;
+        let val = trainer.validate(epoch)?;
+        let record = trainer.epoch_record(&state, epoch, lr, &train, val, t_epoch);
+        if trainer.end_epoch(&mut state, record, on_epoch)? == EpochEnd::Cancelled {
+            cancelled = true;
+            break;
+        }
+    }
+    let finished = !cancelled && (state.next_epoch >= opts.epochs || state.stopped_early);
+    if finished {
+        trainer.finish(&state, state.next_epoch > start_epoch)?;
+    }
+    Ok(trainer.outcome(&state, finished, cancelled, resumed_from, t_start))
 }
 
-/// Network, optimizer and everything the epochs share.
-struct Run {
+/// The batch streams of one fold: a worker pool and what train and validation batches are
+/// drawn from.
+struct Batches {
+    pool: Arc<rayon::ThreadPool>,
+    train: Arc<BatchSpec>,
+    val: Arc<BatchSpec>,
+    prefetch: usize,
+}
+
+impl Batches {
+    fn new(opts: &TrainOptions, aug: &AugmentConfig, batch_size: usize, cases: FoldCases) -> Result<Batches> {
+        let has_ignore = cases.mode.ignore().is_some();
+        let sampler = |a: &AugmentConfig| PatchSampler {
+            batch_size,
+            oversample_foreground: opts.oversample_foreground,
+            initial_patch_size: a.initial_patch_size,
+            final_patch_size: a.patch_size,
+            has_ignore,
+        };
+        let val_cases = if cases.val.is_empty() { cases.train.clone() } else { cases.val };
+        let val_aug = aug.validation();
+        Ok(Batches {
+            pool: worker_pool(opts.workers)?,
+            train: Arc::new(BatchSpec { cases: cases.train, sampler: sampler(aug), augment: aug.clone() }),
+            val: Arc::new(BatchSpec { cases: val_cases, sampler: sampler(&val_aug), augment: val_aug }),
+            prefetch: opts.workers.max(2),
+        })
+    }
+
+    /// The loader of `count` batches of `stream` in `epoch` (a function of the seed only).
+    fn loader(&self, seed: u64, stream: Stream, epoch: usize, count: usize) -> BatchLoader {
+        let spec = match stream {
+            Stream::Train => self.train.clone(),
+            Stream::Validation => self.val.clone(),
+        };
+        let seeds = (0..count).map(|i| batch_seed(seed, stream, epoch, i)).collect();
+        BatchLoader::start(self.pool.clone(), spec, seeds, self.prefetch)
+    }
+}
+
+/// Network, optimizer and loss: what the epochs update, and how it is checkpointed.
+struct Model {
     vs: nn::VarStore,
     net: UNet,
+    /// Trainable parameters, sorted by name (the optimizer's order).
     params: Vec<(String, Tensor)>,
     opt: Optimizer,
     loss: DeepSupervisionLoss,
     meta: CheckpointMeta,
 }
 
-impl Run {
+impl Model {
     fn save(&self, dir: &Path, epoch: usize, state: Option<&TrainState>) -> Result<()> {
         let meta = CheckpointMeta { epoch, ..self.meta.clone() };
         write_atomic(dir, |tmp| {
@@ -245,232 +325,307 @@ impl Run {
     }
 }
 
-/// [`train_fold`] on explicit case sources (in-memory or store cases).
-#[allow(clippy::too_many_arguments)]
-pub fn train_fold_sources<E: std::fmt::Display, F: FnMut(&[EpochRecord]) -> std::result::Result<bool, E>>(
-    opts: &TrainOptions,
-    cfg: &ResolvedConfiguration,
+/// Mean training loss and data wait of one epoch's training steps.
+struct TrainStats {
+    loss: f64,
+    wait_seconds: f64,
+}
+
+/// One epoch's validation: mean loss, pseudo Dice per entry, data wait.
+struct Validation {
+    loss: f64,
+    dice: Vec<f64>,
+    wait_seconds: f64,
+}
+
+/// How an epoch ended.
+#[derive(Debug, PartialEq, Eq)]
+enum EpochEnd {
+    Continue,
+    /// The callback asked to stop before the last epoch.
+    Cancelled,
+}
+
+/// One fold's training, phase by phase (in the spirit of burn's `TrainStep` /
+/// `InferenceStep`): [`Trainer::setup`], [`Trainer::resume`], then per epoch
+/// [`Trainer::train_epoch`], [`Trainer::validate`], [`Trainer::end_epoch`], and
+/// [`Trainer::finish`].
+struct Trainer<'a> {
+    opts: &'a TrainOptions,
+    cfg: &'a ResolvedConfiguration,
+    out_dir: &'a Path,
     mode: LabelMode,
     names: Vec<String>,
-    train: Vec<Arc<dyn PatchSource>>,
-    val: Vec<Arc<dyn PatchSource>>,
-    out_dir: &Path,
-    on_epoch: &mut F,
-) -> Result<TrainOutcome> {
-    let t_start = Instant::now();
-    let first = train.first().ok_or_else(|| NetError::Invalid("the fold has no training cases".into()))?;
-    let in_channels = first.num_channels();
-    if let Some(c) = train.iter().chain(&val).find(|c| c.num_channels() != in_channels) {
-        return Err(NetError::Invalid(format!(
-            "case {} has {} channels, expected {in_channels}",
-            c.id(),
-            c.num_channels()
-        )));
-    }
-    let val = if val.is_empty() { train.clone() } else { val };
-    std::fs::create_dir_all(out_dir).map_err(|e| crate::error::io_err(out_dir, e))?;
-    tch::set_num_threads(opts.torch_threads.max(1) as i32);
-    let cuda = opts.device.is_cuda();
-    if cuda {
-        tch::Cuda::cudnn_set_benchmark(true);
-    }
+    batches: Batches,
+    model: Model,
+    aug: AugmentConfig,
+    batch_size: usize,
+    lr0: f64,
+    parameters: i64,
+}
 
-    // Data.
-    let aug = AugmentConfig::from_configuration(cfg, opts.augment, opts.net.deep_supervision);
-    let bs = opts.batch_size.unwrap_or(cfg.batch_size).max(1);
-    let sampler = |a: &AugmentConfig| PatchSampler {
-        batch_size: bs,
-        oversample_foreground: opts.oversample_foreground,
-        initial_patch_size: a.initial_patch_size,
-        final_patch_size: a.patch_size,
-        has_ignore: mode.ignore().is_some(),
-    };
-    let val_aug = aug.validation();
-    let train_spec = Arc::new(BatchSpec { cases: train, sampler: sampler(&aug), augment: aug.clone() });
-    let val_spec = Arc::new(BatchSpec { cases: val, sampler: sampler(&val_aug), augment: val_aug });
-    let pool = worker_pool(opts.workers)?;
-    let prefetch = opts.workers.max(2);
-
-    // Network and optimizer.
-    let arch = cap_features(&cfg.architecture, opts.features_cap);
-    let vs = nn::VarStore::new(opts.device);
-    let num_outputs = mode.num_outputs();
-    let mut net = build_network_seeded(&vs.root(), &arch, in_channels as i64, num_outputs, &opts.net, opts.seed)?;
-    if cuda && opts.mixed_precision {
-        net.set_compute_kind(Some(Kind::BFloat16));
-    }
-    let params: Vec<(String, Tensor)> = {
-        let mut v: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
-    };
-    let lr0 = opts.initial_lr.unwrap_or_else(|| opts.optimizer.default_lr());
-    let opt = Optimizer::new(opts.optimizer, opts.momentum, opts.weight_decay);
-    let loss = DeepSupervisionLoss::new(SegLoss::new(opts.loss, mode.clone(), cfg.batch_dice), aug.ds_scales.len());
-    let meta = CheckpointMeta {
-        configuration: cfg.name.clone(),
-        in_channels,
-        num_classes: num_outputs as usize,
-        net_options: NetOptions { deep_supervision: false, ..opts.net },
-        inference_allowed_mirroring_axes: aug.inference_mirror_axes(),
-        epoch: 0,
-        features_cap: opts.features_cap,
-        architecture: Some(arch.clone()),
-    };
-    let parameters = count_parameters(&vs);
-    let mut run = Run { vs, net, params, opt, loss, meta };
-
-    // Resume.
-    let latest = out_dir.join(checkpoint::LATEST);
-    checkpoint::recover(&latest)?;
-    let mut state = TrainState {
-        next_epoch: 0,
-        seed: opts.seed,
-        best_ema: None,
-        best_epoch: None,
-        plateau: None,
-        stopped_early: false,
-        records: vec![],
-    };
-    let mut resumed_from = None;
-    if latest.is_dir() {
-        let st: TrainState = read_json(&latest.join(checkpoint::STATE))?;
-        if st.seed != opts.seed {
-            return Err(NetError::Checkpoint {
-                path: latest,
-                msg: format!("was trained with seed {}, this run uses {}", st.seed, opts.seed),
-            });
+impl<'a> Trainer<'a> {
+    /// Checks the cases, builds the batch streams, the network (seeded), optimizer and loss.
+    fn setup(
+        opts: &'a TrainOptions,
+        cfg: &'a ResolvedConfiguration,
+        cases: FoldCases,
+        out_dir: &'a Path,
+    ) -> Result<Trainer<'a>> {
+        let in_channels = cases.in_channels()?;
+        std::fs::create_dir_all(out_dir).map_err(|e| crate::error::io_err(out_dir, e))?;
+        tch::set_num_threads(opts.torch_threads.max(1) as i32);
+        let cuda = opts.device.is_cuda();
+        if cuda {
+            tch::Cuda::cudnn_set_benchmark(true);
         }
-        let w = latest.join(checkpoint::WEIGHTS);
-        run.vs
-            .load(&w)
-            .map_err(|e| NetError::Checkpoint { path: latest.clone(), msg: format!("{}: {e}", checkpoint::WEIGHTS) })?;
-        run.opt.load(&latest, opts.device)?;
-        resumed_from = Some(st.next_epoch);
-        state = st;
-    } else if let Some(done) = finished_run(out_dir, opts.epochs) {
-        // Training already completed (its resumable checkpoint was removed afterwards).
-        state = done;
-        resumed_from = Some(state.next_epoch);
-    }
-    if opts.optimizer == OptimizerKind::AdamPlateau && state.plateau.is_none() {
-        state.plateau = Some(PlateauSchedule::new(lr0));
+        let aug = AugmentConfig::from_configuration(cfg, opts.augment, opts.net.deep_supervision)
+            .with_cascade(opts.cascade_labels.clone());
+        // The network also sees the one-hot previous-stage channels of a cascade stage.
+        let in_channels = aug.network_channels(in_channels);
+        let batch_size = opts.batch_size.unwrap_or(cfg.batch_size).max(1);
+        let (mode, names) = (cases.mode.clone(), cases.names.clone());
+        let batches = Batches::new(opts, &aug, batch_size, cases)?;
+
+        let arch = cap_features(&cfg.architecture, opts.features_cap);
+        let vs = nn::VarStore::new(opts.device);
+        let num_outputs = mode.num_outputs();
+        let mut net = build_network_seeded(&vs.root(), &arch, in_channels as i64, num_outputs, &opts.net, opts.seed)?;
+        if cuda && opts.mixed_precision {
+            net.set_compute_kind(Some(Kind::BFloat16));
+        }
+        if let Some(p) = &opts.pretrained {
+            p.apply(&vs)?;
+        }
+        let mut params: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+        params.sort_by(|a, b| a.0.cmp(&b.0));
+        let opt = Optimizer::new(opts.optimizer, opts.momentum, opts.weight_decay);
+        let loss = DeepSupervisionLoss::new(SegLoss::new(opts.loss, mode.clone(), cfg.batch_dice), aug.ds_scales.len());
+        let meta = CheckpointMeta {
+            configuration: cfg.name.clone(),
+            in_channels,
+            num_classes: num_outputs as usize,
+            net_options: NetOptions { deep_supervision: false, ..opts.net },
+            inference_allowed_mirroring_axes: Some(aug.inference_mirror_axes()),
+            epoch: 0,
+            features_cap: opts.features_cap,
+            architecture: Some(arch),
+        };
+        let parameters = count_parameters(&vs);
+        Ok(Trainer {
+            opts,
+            cfg,
+            out_dir,
+            mode,
+            names,
+            batches,
+            model: Model { vs, net, params, opt, loss, meta },
+            aug,
+            batch_size,
+            lr0: opts.initial_lr.unwrap_or_else(|| opts.optimizer.default_lr()),
+            parameters,
+        })
     }
 
-    let mut cancelled = false;
-    let start_epoch = state.next_epoch;
-    let mut epoch = start_epoch;
-    while epoch < opts.epochs && !state.stopped_early {
-        let t_epoch = Instant::now();
-        let lr = match (&state.plateau, opts.optimizer) {
-            (Some(p), OptimizerKind::AdamPlateau) => p.lr,
-            _ => poly_lr(lr0, epoch, opts.epochs, 0.9),
+    /// The state to continue from: `checkpoint_latest` (weights, optimizer, records), a run
+    /// already finished, or a fresh start. Also returns the epoch resumed at.
+    fn resume(&mut self) -> Result<(TrainState, Option<usize>)> {
+        let opts = self.opts;
+        let latest = self.out_dir.join(checkpoint::LATEST);
+        checkpoint::recover(&latest)?;
+        let (mut state, resumed_from) = if latest.is_dir() {
+            let st: TrainState = read_json(&latest.join(checkpoint::STATE))?;
+            if st.seed != opts.seed {
+                return Err(NetError::Checkpoint {
+                    path: latest,
+                    msg: format!("was trained with seed {}, this run uses {}", st.seed, opts.seed),
+                });
+            }
+            let w = latest.join(checkpoint::WEIGHTS);
+            self.model.vs.load(&w).map_err(|e| NetError::Checkpoint {
+                path: latest.clone(),
+                msg: format!("{}: {e}", checkpoint::WEIGHTS),
+            })?;
+            self.model.opt.load(&latest, opts.device)?;
+            let at = st.next_epoch;
+            (st, Some(at))
+        } else if let Some(done) = finished_run(self.out_dir, opts.epochs) {
+            // Training already completed (its resumable checkpoint was removed afterwards).
+            let at = done.next_epoch;
+            (done, Some(at))
+        } else {
+            (TrainState::fresh(opts.seed), None)
         };
-        // Training.
-        let seeds = (0..opts.iterations_per_epoch).map(|i| batch_seed(opts.seed, Stream::Train, epoch, i)).collect();
-        let mut loader = BatchLoader::start(pool.clone(), train_spec.clone(), seeds, prefetch);
-        let mut train_losses = Vec::with_capacity(opts.iterations_per_epoch);
+        if opts.optimizer == OptimizerKind::AdamPlateau && state.plateau.is_none() {
+            state.plateau = Some(PlateauSchedule::new(self.lr0));
+        }
+        Ok((state, resumed_from))
+    }
+
+    /// The learning rate of `epoch`: the plateau schedule's (Adam) or poly decay.
+    fn learning_rate(&self, state: &TrainState, epoch: usize) -> f64 {
+        match (&state.plateau, self.opts.optimizer) {
+            (Some(p), OptimizerKind::AdamPlateau) => p.lr,
+            _ => poly_lr(self.lr0, epoch, self.opts.epochs, 0.9),
+        }
+    }
+
+    /// `iterations_per_epoch` steps: zero grad, forward, deep-supervised loss, backward, clip,
+    /// optimizer step.
+    fn train_epoch(&mut self, epoch: usize, lr: f64) -> Result<TrainStats> {
+        let opts = self.opts;
+        let mut loader = self.batches.loader(opts.seed, Stream::Train, epoch, opts.iterations_per_epoch);
+        let mut losses = Vec::with_capacity(opts.iterations_per_epoch);
+        let m = &mut self.model;
         while let Some(b) = loader.next_batch() {
             let b = b?;
             let x = b.data_tensor(opts.device);
             let targets = b.target_tensors(opts.device);
-            Optimizer::zero_grad(&run.params);
-            let outs = run.net.forward_t(&x, true);
-            let l = run.loss.forward(&outs, &targets);
+            Optimizer::zero_grad(&m.params);
+            let outs = m.net.forward_t(&x, true);
+            let l = m.loss.forward(&outs, &targets);
             l.backward();
-            clip_grad_norm(&run.params, opts.grad_clip);
-            run.opt.step(&run.params, lr);
-            train_losses.push(l.double_value(&[]));
+            clip_grad_norm(&m.params, opts.grad_clip);
+            m.opt.step(&m.params, lr);
+            losses.push(l.double_value(&[]));
         }
-        let mut wait = loader.wait_seconds();
-        drop(loader);
-        // Validation.
-        let seeds = (0..opts.val_iterations).map(|i| batch_seed(opts.seed, Stream::Validation, epoch, i)).collect();
-        let mut loader = BatchLoader::start(pool.clone(), val_spec.clone(), seeds, prefetch);
-        let mut val_losses = Vec::new();
-        let mut counts = DiceCounts::new(names.len());
+        Ok(TrainStats { loss: mean(&losses), wait_seconds: loader.wait_seconds() })
+    }
+
+    /// `val_iterations` batches without gradients: loss and the global pseudo Dice.
+    fn validate(&mut self, epoch: usize) -> Result<Validation> {
+        let opts = self.opts;
+        let mut loader = self.batches.loader(opts.seed, Stream::Validation, epoch, opts.val_iterations);
+        let mut losses = Vec::new();
+        let mut counts = DiceCounts::new(self.names.len());
+        let m = &self.model;
         while let Some(b) = loader.next_batch() {
             let b = b?;
             let x = b.data_tensor(opts.device);
             let targets = b.target_tensors(opts.device);
             tch::no_grad(|| {
-                let outs = run.net.forward_t(&x, false);
-                val_losses.push(run.loss.forward(&outs, &targets).double_value(&[]));
-                counts.add(&outs[0], &targets[0], &mode);
+                let outs = m.net.forward_t(&x, false);
+                losses.push(m.loss.forward(&outs, &targets).double_value(&[]));
+                counts.add(&outs[0], &targets[0], &self.mode);
             });
         }
-        wait += loader.wait_seconds();
-        drop(loader);
-        let dice = counts.dice();
-        let mean_fg = nanmean(&dice);
+        Ok(Validation { loss: mean(&losses), dice: counts.dice(), wait_seconds: loader.wait_seconds() })
+    }
+
+    /// The epoch's record, with the pseudo-Dice EMA continued from the previous record.
+    fn epoch_record(
+        &self,
+        state: &TrainState,
+        epoch: usize,
+        lr: f64,
+        train: &TrainStats,
+        val: Validation,
+        started: Instant,
+    ) -> EpochRecord {
+        let mean_fg = nanmean(&val.dice);
         let ema = match state.records.last() {
             Some(r) => 0.9 * r.ema_fg_dice + 0.1 * mean_fg,
             None => mean_fg,
         };
-        let rec = EpochRecord {
+        EpochRecord {
             epoch,
-            train_loss: mean(&train_losses),
-            val_loss: mean(&val_losses),
-            pseudo_dice: names.iter().cloned().zip(dice).collect(),
+            train_loss: train.loss,
+            val_loss: val.loss,
+            pseudo_dice: self.names.iter().cloned().zip(val.dice).collect(),
             mean_fg_dice: mean_fg,
             ema_fg_dice: ema,
             lr,
-            epoch_seconds: t_epoch.elapsed().as_secs_f64(),
-            data_wait_seconds: wait,
-        };
-        let train_loss = rec.train_loss;
-        state.records.push(rec);
-        epoch += 1;
-        state.next_epoch = epoch;
+            epoch_seconds: started.elapsed().as_secs_f64(),
+            data_wait_seconds: train.wait_seconds + val.wait_seconds,
+        }
+    }
+
+    /// Records the epoch: plateau rule, `checkpoint_best` when the EMA improves (§7.2),
+    /// `log.json` and `progress.svg`, the callback, `checkpoint_latest` when due.
+    fn end_epoch<E: std::fmt::Display, F: FnMut(&[EpochRecord]) -> std::result::Result<bool, E>>(
+        &mut self,
+        state: &mut TrainState,
+        record: EpochRecord,
+        on_epoch: &mut F,
+    ) -> Result<EpochEnd> {
+        let (epoch, train_loss, ema) = (record.epoch, record.train_loss, record.ema_fg_dice);
+        state.records.push(record);
+        state.next_epoch = epoch + 1;
         if let Some(p) = &mut state.plateau {
-            if !p.end_epoch(epoch - 1, train_loss) {
+            if !p.end_epoch(epoch, train_loss) {
                 state.stopped_early = true;
             }
         }
-        // §7.2: checkpoint_best whenever the EMA improves.
         if state.best_ema.is_none_or(|b| b.is_nan() && !ema.is_nan() || ema > b) {
             state.best_ema = Some(ema);
-            state.best_epoch = Some(epoch - 1);
-            run.save(&out_dir.join(checkpoint::BEST), epoch - 1, None)?;
+            state.best_epoch = Some(epoch);
+            self.model.save(&self.out_dir.join(checkpoint::BEST), epoch, None)?;
         }
-        write_json(&out_dir.join("log.json"), &state.records)?;
-        crate::plot::write_progress(&out_dir.join("progress.svg"), &state.records)?;
+        write_json(&self.out_dir.join("log.json"), &state.records)?;
+        crate::plot::write_progress(&self.out_dir.join("progress.svg"), &state.records)?;
         let keep_going = on_epoch(&state.records).map_err(|e| NetError::Callback(e.to_string()))?;
-        let last = epoch >= opts.epochs || state.stopped_early;
-        if !keep_going || last || epoch.is_multiple_of(opts.save_every.max(1)) {
-            run.save(&latest, epoch - 1, Some(&state))?;
+        let last = state.next_epoch >= self.opts.epochs || state.stopped_early;
+        if !keep_going || last || state.next_epoch.is_multiple_of(self.opts.save_every.max(1)) {
+            self.model.save(&self.out_dir.join(checkpoint::LATEST), epoch, Some(state))?;
         }
-        if !keep_going && !last {
-            cancelled = true;
-            break;
+        Ok(if !keep_going && !last { EpochEnd::Cancelled } else { EpochEnd::Continue })
+    }
+
+    /// Writes `checkpoint_final` (when this call trained, or it is missing) and
+    /// `training_state.json`, which marks the run complete for re-runs without
+    /// `checkpoint_latest`.
+    fn finish(&self, state: &TrainState, trained: bool) -> Result<()> {
+        let has_final = self.out_dir.join(checkpoint::FINAL).join(checkpoint::WEIGHTS).is_file();
+        if trained || !has_final {
+            self.model.save(&self.out_dir.join(checkpoint::FINAL), state.next_epoch.saturating_sub(1), None)?;
+            write_json(&self.out_dir.join("training_state.json"), state)?;
+        }
+        Ok(())
+    }
+
+    fn outcome(
+        &self,
+        state: &TrainState,
+        finished: bool,
+        cancelled: bool,
+        resumed_from: Option<usize>,
+        started: Instant,
+    ) -> TrainOutcome {
+        let aug = &self.aug;
+        TrainOutcome {
+            epochs_completed: state.next_epoch,
+            finished,
+            stopped_early: state.stopped_early,
+            cancelled,
+            resumed_from,
+            best_ema_fg_dice: state.best_ema.unwrap_or(f64::NAN),
+            best_epoch: state.best_epoch,
+            last: state.records.last().cloned(),
+            parameters: self.parameters,
+            batch_size: self.batch_size,
+            patch_size: self.cfg.patch_size.clone(),
+            initial_patch_size: if aug.is_2d {
+                aug.initial_patch_size[1..].to_vec()
+            } else {
+                aug.initial_patch_size.to_vec()
+            },
+            seconds: started.elapsed().as_secs_f64(),
         }
     }
-    let finished = !cancelled && (epoch >= opts.epochs || state.stopped_early);
-    let has_final = out_dir.join(checkpoint::FINAL).join(checkpoint::WEIGHTS).is_file();
-    if finished && (epoch > start_epoch || !has_final) {
-        run.save(&out_dir.join(checkpoint::FINAL), epoch.saturating_sub(1), None)?;
-        // Record completion next to the final weights for re-runs without checkpoint_latest.
-        write_json(&out_dir.join("training_state.json"), &state)?;
+}
+
+impl TrainState {
+    fn fresh(seed: u64) -> TrainState {
+        TrainState {
+            next_epoch: 0,
+            seed,
+            best_ema: None,
+            best_epoch: None,
+            plateau: None,
+            stopped_early: false,
+            records: vec![],
+        }
     }
-    Ok(TrainOutcome {
-        epochs_completed: epoch,
-        finished,
-        stopped_early: state.stopped_early,
-        cancelled,
-        resumed_from,
-        best_ema_fg_dice: state.best_ema.unwrap_or(f64::NAN),
-        best_epoch: state.best_epoch,
-        last: state.records.last().cloned(),
-        parameters,
-        batch_size: bs,
-        patch_size: cfg.patch_size.clone(),
-        initial_patch_size: if aug.is_2d {
-            aug.initial_patch_size[1..].to_vec()
-        } else {
-            aug.initial_patch_size.to_vec()
-        },
-        seconds: t_start.elapsed().as_secs_f64(),
-    })
 }
 
 /// A completed run's state, when `checkpoint_final` and `training_state.json` say all

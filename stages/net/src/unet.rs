@@ -113,6 +113,9 @@ pub fn validate_arch(a: &ArchKwargs) -> Result<usize, ArchError> {
 ///
 /// Randomness: the weights come from libtorch's global generator; call `tch::manual_seed`
 /// first for a reproducible initialisation.
+///
+/// Long (~95 lines) because it mirrors `dynamic_network_architectures`' constructors (encoder,
+/// decoder, deep-supervision heads) in their order, so that parameter names and shapes match.
 pub fn build_network(
     vs: &nn::Path,
     arch: &Architecture,
@@ -251,7 +254,7 @@ impl UNet {
                 let mut skips = Vec::with_capacity(stages.len());
                 let mut y = x.shallow_clone();
                 for st in stages {
-                    y = st.forward(&y, train, c);
+                    y = st.forward_owned(y, train, c);
                     skips.push(y.shallow_clone());
                 }
                 skips
@@ -286,14 +289,16 @@ impl UNet {
         if self.decoder.is_empty() {
             return vec![head(0, &skips[0])];
         }
-        let n = skips.len();
-        let mut lres = skips[n - 1].shallow_clone();
+        // Skips are taken out of the list as the decoder consumes them, so each full-size
+        // feature map is released once read (inference memory; no effect on the values).
+        let mut skips = skips;
+        let mut lres = skips.pop().expect("an encoder stage");
         let mut outs = Vec::new();
         let last = self.decoder.len() - 1;
         for (s, st) in self.decoder.iter().enumerate() {
-            let up = st.transp.forward(&lres, c);
-            let cat = Tensor::cat(&[up, skips[n - s - 2].shallow_clone()], 1);
-            let y = st.convs.forward(&cat, train, c);
+            let skip = skips.pop().expect("a skip per decoder stage");
+            let cat = concat_up_skip(&st.transp, lres, skip, c);
+            let y = st.convs.forward_owned(cat, train, c);
             if self.deep_supervision || s == last {
                 outs.push(head(s, &y));
             }
@@ -302,6 +307,26 @@ impl UNet {
         outs.reverse();
         outs
     }
+}
+
+/// `cat([transp(lres), skip], 1)`. Without gradients the concatenation buffer is allocated
+/// first and filled piece by piece, releasing the skip before the upsampled map exists: two
+/// inputs and the output are never alive together (3 full-size maps at the peak instead of 4).
+fn concat_up_skip(transp: &TransposedConv, lres: Tensor, skip: Tensor, compute: Option<Kind>) -> Tensor {
+    if lres.requires_grad() || skip.requires_grad() || skip.kind() != Kind::Float {
+        let up = transp.forward(&lres, compute);
+        return Tensor::cat(&[up, skip], 1);
+    }
+    let mut size = skip.size();
+    let f = size[1];
+    size[1] = 2 * f;
+    let cat = Tensor::empty(size.as_slice(), (Kind::Float, skip.device()));
+    cat.narrow(1, f, f).copy_(&skip);
+    drop(skip);
+    let up = transp.forward(&lres, compute);
+    drop(lres);
+    cat.narrow(1, 0, f).copy_(&up);
+    cat
 }
 
 /// Full-resolution logits only (what inference uses).
@@ -406,6 +431,49 @@ pub(crate) mod tests {
             vec![1, 2, 2],
         ];
         arch(&[32, 64, 128, 256, 320, 320, 320], &k, &s, residual)
+    }
+
+    /// The decoder as written before the inference-memory work: every intermediate kept,
+    /// out-of-place normalization and nonlinearity, `Tensor::cat`.
+    fn reference_forward(net: &UNet, x: &Tensor) -> Tensor {
+        let Encoder::Plain(stages) = &net.encoder else { panic!("plain encoder") };
+        let mut skips = Vec::new();
+        let mut y = x.shallow_clone();
+        for st in stages {
+            y = st.forward(&y, false, None);
+            skips.push(y.shallow_clone());
+        }
+        let n = skips.len();
+        let mut lres = skips[n - 1].shallow_clone();
+        for (s, st) in net.decoder.iter().enumerate() {
+            let up = st.transp.forward(&lres, None);
+            let cat = Tensor::cat(&[up, skips[n - s - 2].shallow_clone()], 1);
+            lres = st.convs.forward(&cat, false, None);
+        }
+        net.seg_layers[net.decoder.len() - 1].forward(&lres, None)
+    }
+
+    #[test]
+    fn inference_memory_path_is_bit_identical() {
+        // In-place instance norm / LeakyReLU and the pre-allocated concatenation must not move
+        // a single bit of the logits (predictions stay equal to those of earlier versions).
+        for (a, shape) in [
+            (hippocampus(), vec![2i64, 1, 16, 24, 16]),
+            (
+                arch(&[8, 16, 32], &[vec![3, 3], vec![3, 3], vec![3, 3]], &[vec![1, 1], vec![2, 2], vec![2, 2]], false),
+                vec![3, 1, 20, 12],
+            ),
+        ] {
+            tch::manual_seed(3);
+            let vs = nn::VarStore::new(Device::Cpu);
+            let mut net = build_network(&vs.root(), &a, 1, 3, &NetOptions::default()).unwrap();
+            net.set_deep_supervision(false);
+            let x = Tensor::randn(shape.as_slice(), (Kind::Float, Device::Cpu));
+            let _g = tch::no_grad_guard();
+            let got = net.forward_t(&x, false).swap_remove(0);
+            let want = reference_forward(&net, &x);
+            assert!(got.equal(&want), "{shape:?}: max diff {}", (&got - &want).abs().max().double_value(&[]));
+        }
     }
 
     #[test]

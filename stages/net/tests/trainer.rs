@@ -5,7 +5,7 @@ use nnunet_io::rng::Rng;
 use nnunet_net::checkpoint::{self, latest_epoch, load_network};
 use nnunet_net::loss::LabelMode;
 use nnunet_net::sampler::{MemoryCase, PatchSource};
-use nnunet_net::trainer::{train_fold_sources, EpochRecord, TrainOptions};
+use nnunet_net::trainer::{train_fold, EpochRecord, FoldCases, TrainOptions};
 use nnunet_prep::plans::{ArchKwargs, Architecture, ResamplingKwargs, ResolvedConfiguration};
 use serde_json::json;
 use std::sync::Arc;
@@ -111,13 +111,10 @@ fn loss_decreases_and_checkpoints_follow_the_contract() {
         seen = r.len();
         Ok(true)
     };
-    let o = train_fold_sources(
+    let o = train_fold(
         &opts(4),
         &cfg,
-        mode(),
-        vec!["sphere".into()],
-        cases(4, 1),
-        cases(2, 2),
+        FoldCases { mode: mode(), names: vec!["sphere".into()], train: cases(4, 1), val: cases(2, 2) },
         dir.path(),
         &mut cb,
     )
@@ -139,19 +136,16 @@ fn loss_decreases_and_checkpoints_follow_the_contract() {
     // The inference side loads the final checkpoint with deep supervision off.
     let (_vs, net, meta) = load_network(&dir.path().join(checkpoint::FINAL), &cfg.architecture, Device::Cpu).unwrap();
     assert_eq!((meta.in_channels, meta.num_classes, meta.epoch), (1, 2, 3));
-    assert_eq!(meta.inference_allowed_mirroring_axes, vec![0, 1, 2]);
+    assert_eq!(meta.inference_allowed_mirroring_axes, Some(vec![0, 1, 2]));
     let y = tch::no_grad(|| {
         tch::nn::ModuleT::forward_t(&net, &Tensor::zeros([1, 1, 16, 16, 16], (Kind::Float, Device::Cpu)), false)
     });
     assert_eq!(y.size(), vec![1, 2, 16, 16, 16]);
     // A second call finds the run complete and does not train again.
-    let o2 = train_fold_sources(
+    let o2 = train_fold(
         &opts(4),
         &cfg,
-        mode(),
-        vec!["sphere".into()],
-        cases(4, 1),
-        cases(2, 2),
+        FoldCases { mode: mode(), names: vec!["sphere".into()], train: cases(4, 1), val: cases(2, 2) },
         dir.path(),
         &mut |_: &[EpochRecord]| -> Result<bool, String> { panic!("trained again") },
     )
@@ -172,8 +166,14 @@ fn stopped_run_resumes_with_the_same_state() {
     // A: stops after 2 of 4 epochs (the callback's "cancel").
     let a = tempfile::tempdir().unwrap();
     let mut stop = |r: &[EpochRecord]| -> Result<bool, String> { Ok(r.len() < 2) };
-    let oa = train_fold_sources(&opts(4), &cfg, mode(), names.clone(), cases(4, 1), cases(2, 2), a.path(), &mut stop)
-        .unwrap();
+    let oa = train_fold(
+        &opts(4),
+        &cfg,
+        FoldCases { mode: mode(), names: names.clone(), train: cases(4, 1), val: cases(2, 2) },
+        a.path(),
+        &mut stop,
+    )
+    .unwrap();
     assert!(oa.cancelled && !oa.finished);
     assert_eq!(latest_epoch(a.path()), Some(2));
     assert!(!a.path().join(checkpoint::FINAL).exists());
@@ -186,20 +186,23 @@ fn stopped_run_resumes_with_the_same_state() {
         first_seen.get_or_insert(r.last().unwrap().epoch);
         Ok(true)
     };
-    let ob =
-        train_fold_sources(&opts(4), &cfg, mode(), names.clone(), cases(4, 1), cases(2, 2), a.path(), &mut cb).unwrap();
+    let ob = train_fold(
+        &opts(4),
+        &cfg,
+        FoldCases { mode: mode(), names: names.clone(), train: cases(4, 1), val: cases(2, 2) },
+        a.path(),
+        &mut cb,
+    )
+    .unwrap();
     assert_eq!(ob.resumed_from, Some(2));
     assert_eq!(first_seen, Some(2));
     assert!(ob.finished);
     // C: uninterrupted run; B ends with the same weights and losses.
     let c = tempfile::tempdir().unwrap();
-    let oc = train_fold_sources(
+    let oc = train_fold(
         &opts(4),
         &cfg,
-        mode(),
-        names,
-        cases(4, 1),
-        cases(2, 2),
+        FoldCases { mode: mode(), names: names, train: cases(4, 1), val: cases(2, 2) },
         c.path(),
         &mut |_: &[EpochRecord]| -> Result<bool, String> { Ok(true) },
     )
@@ -235,13 +238,18 @@ fn two_d_configuration_trains_on_slices() {
         anyhow::ensure!(!records.is_empty(), "no records");
         Ok(true)
     };
-    let out =
-        train_fold_sources(&o, &cfg, mode(), vec!["sphere".into()], cases(3, 5), vec![], dir.path(), &mut on_epoch)
-            .unwrap();
+    let out = train_fold(
+        &o,
+        &cfg,
+        FoldCases { mode: mode(), names: vec!["sphere".into()], train: cases(3, 5), val: vec![] },
+        dir.path(),
+        &mut on_epoch,
+    )
+    .unwrap();
     assert!(out.finished);
     assert_eq!(out.initial_patch_size.len(), 2);
     let (_vs, net, meta) = load_network(&dir.path().join(checkpoint::FINAL), &cfg.architecture, Device::Cpu).unwrap();
-    assert_eq!(meta.inference_allowed_mirroring_axes, vec![0, 1]);
+    assert_eq!(meta.inference_allowed_mirroring_axes, Some(vec![0, 1]));
     let y = tch::no_grad(|| {
         tch::nn::ModuleT::forward_t(&net, &Tensor::zeros([2, 1, 16, 16], (Kind::Float, Device::Cpu)), false)
     });
@@ -277,21 +285,24 @@ fn adam_with_regions_and_ignore_label() {
     let dir = tempfile::tempdir().unwrap();
     let names = vec!["whole".to_string(), "core".to_string()];
     let mut cb = |r: &[EpochRecord]| -> Result<bool, String> { Ok(r.is_empty()) };
-    let out =
-        train_fold_sources(&o, &cfg, mode.clone(), names.clone(), cases.clone(), vec![], dir.path(), &mut cb).unwrap();
+    let out = train_fold(
+        &o,
+        &cfg,
+        FoldCases { mode: mode.clone(), names: names.clone(), train: cases.clone(), val: vec![] },
+        dir.path(),
+        &mut cb,
+    )
+    .unwrap();
     assert!(out.cancelled);
     let rec = out.last.unwrap();
     assert_eq!(rec.pseudo_dice.len(), 2);
     assert!((rec.lr - 3e-4).abs() < 1e-15);
     assert!(rec.train_loss.is_finite() && rec.val_loss.is_finite());
     // Resume restores the Adam state (a kind mismatch would be an error).
-    let out = train_fold_sources(
+    let out = train_fold(
         &o,
         &cfg,
-        mode.clone(),
-        names.clone(),
-        cases.clone(),
-        vec![],
+        FoldCases { mode: mode.clone(), names: names.clone(), train: cases.clone(), val: vec![] },
         dir.path(),
         &mut |_: &[EpochRecord]| -> Result<bool, String> { Ok(true) },
     )
@@ -301,13 +312,10 @@ fn adam_with_regions_and_ignore_label() {
     let mut sgd = o.clone();
     sgd.optimizer = nnunet_net::trainer::OptimizerKind::SgdNesterov;
     sgd.epochs = 3;
-    let err = train_fold_sources(
+    let err = train_fold(
         &sgd,
         &cfg,
-        mode,
-        names,
-        cases,
-        vec![],
+        FoldCases { mode: mode, names: names, train: cases, val: vec![] },
         dir.path(),
         &mut |_: &[EpochRecord]| -> Result<bool, String> { Ok(true) },
     );

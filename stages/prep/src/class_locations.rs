@@ -5,7 +5,7 @@
 //! Coordinates are stored as `[0, z, y, x]` (channel index in column 0, like nnU-Net), in the
 //! preprocessed (transposed, cropped, resampled) array, sorted in C order.
 
-use crate::rng::{derive_seed, Rng};
+use nnunet_io::rng::{derive_seed, Rng};
 use nnunet_io::Volume;
 use serde::{Deserialize, Serialize};
 

@@ -15,8 +15,8 @@
 use crate::crop::{bbox_of_mask, check_case_shapes, fill_holes, nonzero_mask};
 use crate::error::{PrepError, Result};
 use crate::plans::IntensityProperties;
-use crate::rng::{derive_seed, Rng};
 use crate::stats;
+use nnunet_io::rng::{derive_seed, Rng};
 use nnunet_io::volume::numel;
 use nnunet_io::Volume;
 use rayon::prelude::*;
@@ -81,6 +81,9 @@ pub struct CaseFingerprint {
     pub relative_size_after_crop: f64,
     /// Per channel: intensities of the foreground voxels (label > 0 after cropping).
     pub fg_values: Vec<ValueCounts>,
+    /// NaN/inf image voxels that were read as 0 (set by the caller that read the case).
+    #[serde(default)]
+    pub non_finite_voxels: u64,
 }
 
 impl CaseFingerprint {
@@ -122,6 +125,7 @@ impl CaseFingerprint {
             shape_after_crop: shape_after,
             relative_size_after_crop: rel,
             fg_values,
+            non_finite_voxels: 0,
         })
     }
 }
@@ -309,6 +313,26 @@ pub fn aggregate_with_total(cases: &[CaseFingerprint], seed: u64, total_samples:
         foreground_intensity_properties_per_channel: props,
         median_relative_size_after_cropping: if rel.is_empty() { 0.0 } else { stats::median(&rel) },
     })
+}
+
+/// The per-case table of a fingerprint (`cases.parquet`): spacing, shape before and after
+/// cropping, relative size after cropping, one row per case id.
+pub fn case_table(ids: &[String], fps: &[CaseFingerprint]) -> nnunet_io::table::Table {
+    use nnunet_io::table::{Column, Table};
+    let col = |f: &dyn Fn(&CaseFingerprint) -> f64| Column::F64(fps.iter().map(f).collect());
+    Table::new()
+        .with("case", Column::Str(ids.to_vec()))
+        .with("spacing_0", col(&|c| c.spacing[0]))
+        .with("spacing_1", col(&|c| c.spacing[1]))
+        .with("spacing_2", col(&|c| c.spacing[2]))
+        .with("shape_before_crop_0", col(&|c| c.shape_before_crop[0] as f64))
+        .with("shape_before_crop_1", col(&|c| c.shape_before_crop[1] as f64))
+        .with("shape_before_crop_2", col(&|c| c.shape_before_crop[2] as f64))
+        .with("shape_after_crop_0", col(&|c| c.shape_after_crop[0] as f64))
+        .with("shape_after_crop_1", col(&|c| c.shape_after_crop[1] as f64))
+        .with("shape_after_crop_2", col(&|c| c.shape_after_crop[2] as f64))
+        .with("relative_size_after_crop", col(&|c| c.relative_size_after_crop))
+        .with("non_finite_voxels", Column::I64(fps.iter().map(|c| c.non_finite_voxels as i64).collect()))
 }
 
 #[cfg(test)]

@@ -20,7 +20,8 @@ pub mod planner;
 pub mod plans;
 pub mod preprocess;
 pub mod resample;
-pub mod rng;
+/// The PRNG is `nnunet_io::rng` (one for the whole pipeline).
+pub use nnunet_io::rng;
 pub mod split;
 pub mod stats;
 pub mod store;

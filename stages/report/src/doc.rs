@@ -71,6 +71,8 @@ pub enum NoteKind {
     Missing,
     /// A file that exists but could not be read, a failed unit.
     Problem,
+    /// A result that is there but not what a user wants (a label not learned).
+    Warning,
     Info,
 }
 
@@ -107,6 +109,9 @@ impl Section {
     }
     pub fn problem(&mut self, msg: impl Into<String>) {
         self.blocks.push(Block::Note(NoteKind::Problem, msg.into()));
+    }
+    pub fn warning(&mut self, msg: impl Into<String>) {
+        self.blocks.push(Block::Note(NoteKind::Warning, msg.into()));
     }
     pub fn info(&mut self, msg: impl Into<String>) {
         self.blocks.push(Block::Note(NoteKind::Info, msg.into()));

@@ -10,7 +10,7 @@ use nnunet_eval::folder::evaluate_pair;
 use nnunet_eval::postprocess::{determine_postprocessing, CasePair};
 use nnunet_eval::summary::{CaseResult, Summary};
 use nnunet_io::dataset::{open_dataset, Dataset};
-use nnunet_io::nifti::{write_nifti, NiftiHeader};
+use nnunet_io::image::ImageHeader;
 use nnunet_io::rng::Rng;
 use nnunet_io::synth::{generate, SynthOptions};
 use nnunet_io::table::{Column, Table};
@@ -57,12 +57,14 @@ impl Builder {
         let out = dir.join("out");
         std::fs::create_dir_all(&out).map_err(e("mkdir"))?;
         let duration = 0.5 + self.n as f64 * 0.25;
-        let manifest = json!({"key": key, "unit": unit, "started": format!("2025-01-01T00:{:02}:00Z", self.n % 60), "duration_s": duration});
+        let started = format!("2025-01-01T00:{:02}:00Z", self.n % 60);
+        let manifest = json!({"key": key, "unit": unit, "started": started, "duration_s": duration});
         std::fs::write(dir.join("manifest.json"), manifest.to_string()).map_err(e("manifest"))?;
         self.units.push(json!({
             "unit": unit, "stage": stage, "kind": kind,
             "outcome": if cached { "cached" } else { "built" },
             "key": key, "seconds": if cached { 0.0 } else { duration },
+            "build_seconds": duration, "built_at": started,
         }));
         Ok(out)
     }
@@ -114,8 +116,8 @@ fn perturb(reference: &Volume<i16>, axis: usize, blob: bool) -> Volume<i16> {
     out
 }
 
-fn write_seg(path: &Path, header: &NiftiHeader, seg: &Volume<i16>) -> R<()> {
-    write_nifti(path, header, &seg.map(|v| v as u8)).map_err(e("nifti"))
+fn write_seg(path: &Path, header: &ImageHeader, seg: &Volume<i16>) -> R<()> {
+    nnunet_io::image::write_segmentation(path, header, seg, false).map_err(e("image"))
 }
 
 fn epoch_log(seed: u64, epochs: usize, nan_at: Option<usize>) -> Table {
@@ -157,15 +159,10 @@ fn epoch_log(seed: u64, epochs: usize, nan_at: Option<usize>) -> Table {
         .with("dice_2", Column::F64(d2))
 }
 
-fn nan_as_null(v: f64) -> Value {
-    if v.is_finite() {
-        json!(v)
-    } else {
-        Value::Null
-    }
-}
-
 /// Writes the fake run under `root` (which should be empty).
+///
+/// Long (~220 lines) on purpose: a test fixture written as one script, stage by stage, so the
+/// fake run reads like the engine's outputs it imitates.
 pub fn build(root: &Path) -> R<FakeRun> {
     let root = root.canonicalize().map_err(e("root"))?;
     let data = root.join("data").join("Dataset999_Synth");
@@ -195,21 +192,8 @@ pub fn build(root: &Path) -> R<FakeRun> {
     let fp = nnunet_prep::fingerprint::aggregate_with_total(&fps, 1234, 1e4).map_err(e("aggregate"))?;
     let out = b.artifact("fingerprint", "fingerprint", "fingerprint", true)?;
     write_json(&out.join("dataset_fingerprint.json"), &fp)?;
-    let col = |f: &dyn Fn(&nnunet_prep::CaseFingerprint) -> f64| Column::F64(fps.iter().map(f).collect());
-    Table::new()
-        .with("case", Column::Str(ds.cases.iter().map(|c| c.id.clone()).collect()))
-        .with("spacing_0", col(&|c| c.spacing[0]))
-        .with("spacing_1", col(&|c| c.spacing[1]))
-        .with("spacing_2", col(&|c| c.spacing[2]))
-        .with("shape_before_crop_0", col(&|c| c.shape_before_crop[0] as f64))
-        .with("shape_before_crop_1", col(&|c| c.shape_before_crop[1] as f64))
-        .with("shape_before_crop_2", col(&|c| c.shape_before_crop[2] as f64))
-        .with("shape_after_crop_0", col(&|c| c.shape_after_crop[0] as f64))
-        .with("shape_after_crop_1", col(&|c| c.shape_after_crop[1] as f64))
-        .with("shape_after_crop_2", col(&|c| c.shape_after_crop[2] as f64))
-        .with("relative_size_after_crop", col(&|c| c.relative_size_after_crop))
-        .write_parquet(&out.join("cases.parquet"))
-        .map_err(e("parquet"))?;
+    let ids: Vec<String> = ds.cases.iter().map(|c| c.id.clone()).collect();
+    nnunet_prep::fingerprint::case_table(&ids, &fps).write_parquet(&out.join("cases.parquet")).map_err(e("parquet"))?;
     b.link("fingerprint", &out)?;
 
     // Plan.
@@ -316,8 +300,8 @@ pub fn build(root: &Path) -> R<FakeRun> {
         .iter()
         .map(|r| {
             json!({"rank": r.rank, "name": r.name, "members": r.members,
-                "foreground_dice": nan_as_null(r.foreground_dice),
-                "dice": r.class_dice.iter().map(|(k, v)| (k.clone(), nan_as_null(*v))).collect::<serde_json::Map<_, _>>()})
+                "foreground_dice": nnunet_io::fsio::nan_as_null::value(r.foreground_dice),
+                "dice": r.class_dice.iter().map(|(k, v)| (k.clone(), nnunet_io::fsio::nan_as_null::value(*v))).collect::<serde_json::Map<_, _>>()})
         })
         .collect();
     write_json(&out.join("ranking.json"), &ranking)?;
@@ -325,7 +309,7 @@ pub fn build(root: &Path) -> R<FakeRun> {
     let best = &candidates[sel.best];
     write_json(
         &out.join("chosen.json"),
-        &json!({"name": best.name, "members": best.members, "folds": ["0", "1"], "foreground_dice": nan_as_null(best.summary.foreground_dice())}),
+        &json!({"name": best.name, "members": best.members, "folds": ["0", "1"], "foreground_dice": nnunet_io::fsio::nan_as_null::value(best.summary.foreground_dice())}),
     )?;
     let cv = out.join("cv_predictions");
     std::fs::create_dir_all(&cv).map_err(e("mkdir"))?;

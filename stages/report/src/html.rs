@@ -33,6 +33,7 @@ figcaption{font-size:12px;color:#555;margin-top:2px;max-width:640px}
 p.note{padding:6px 10px;border-radius:4px;margin:8px 0}
 p.note.missing{background:#fff6e0;border-left:4px solid #e9c46a}
 p.note.problem{background:#fdecea;border-left:4px solid #e63946}
+p.note.warning{background:#fff6e0;border-left:4px solid #f4a261}
 p.note.info{background:#eef5fb;border-left:4px solid #457b9d}
 details{margin:8px 0}
 summary{cursor:pointer;color:#1d3557;font-weight:600}
@@ -140,6 +141,7 @@ pub fn render(doc: &Document) -> String {
                     let (class, lead) = match kind {
                         NoteKind::Missing => ("missing", "Not in this run: "),
                         NoteKind::Problem => ("problem", "Problem: "),
+                        NoteKind::Warning => ("warning", "Warning: "),
                         NoteKind::Info => ("info", ""),
                     };
                     let _ = write!(o, r#"<p class="note {class}">{lead}{}</p>"#, esc(text));

@@ -10,8 +10,10 @@
 //!
 //! - [`write_report`] writes the report and returns a [`ReportSummary`];
 //!   [`text_summary`] renders that for a terminal.
+//! - [`sweep`]: the comparison page of a sweep's variants (`pipeline report SWEEP_DIR`,
+//!   `pipeline compare RUN...`).
 //! - [`doc`] is the renderer-neutral document, [`html`] and [`markdown`] render it,
-//!   [`svg`] draws the charts, [`png`] the slices.
+//!   [`svg`] (`nnunet-chart`) draws the charts, [`png`] the slices.
 //!
 //! Domain crate: reads files only; no engine imports.
 
@@ -20,15 +22,18 @@ pub mod doc;
 pub mod error;
 #[doc(hidden)]
 pub mod fixture;
-pub mod fmt;
 pub mod html;
 pub mod markdown;
 pub mod png;
 pub mod run;
 pub mod sections;
 pub mod summary;
-pub mod svg;
+pub mod sweep;
 pub mod timing;
+
+/// Charts and number formatting come from `nnunet-chart` (shared with the trainer's curves).
+pub use nnunet_chart as svg;
+pub use nnunet_chart::fmt;
 
 pub use error::{ReportError, Result};
 pub use summary::{text_summary, ChosenModel, CvScore, PlansBrief, PostprocessingBrief, ReportSummary, TestBrief};
@@ -103,13 +108,8 @@ fn unique_figure_names(d: &mut Document) {
     }
 }
 
-fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default()
-    ));
-    std::fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))
+pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    nnunet_io::fsio::write_atomic(path, bytes).map_err(io_err(path))
 }
 
 /// Writes `out_dir/report.html`, `out_dir/report.md` and `out_dir/images/*` for the run in
@@ -117,6 +117,25 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
 /// or the report cannot be written; absent or malformed stage files are reported in the page.
 pub fn write_report(run_dir: &Path, out_dir: &Path) -> Result<ReportSummary> {
     let (document, mut summary) = build_document(run_dir)?;
+    let w = write_document(&document, out_dir)?;
+    summary.html = w.html;
+    summary.markdown = w.markdown;
+    summary.images = w.images;
+    summary.figures = w.figures;
+    Ok(summary)
+}
+
+/// Where [`write_document`] put a document.
+pub struct Written {
+    pub html: std::path::PathBuf,
+    pub markdown: std::path::PathBuf,
+    pub images: std::path::PathBuf,
+    pub figures: usize,
+}
+
+/// Renders `document` to `out_dir/report.html`, `out_dir/report.md` and `out_dir/images/*`
+/// (figures of an earlier report in that folder that this one no longer has are removed).
+pub fn write_document(document: &Document, out_dir: &Path) -> Result<Written> {
     let images = out_dir.join("images");
     std::fs::create_dir_all(&images).map_err(io_err(&images))?;
     let mut written = HashSet::new();
@@ -128,7 +147,6 @@ pub fn write_report(run_dir: &Path, out_dir: &Path) -> Result<ReportSummary> {
         write_file(&images.join(&f.file), bytes)?;
         written.insert(f.file.clone());
     }
-    // Figures of an earlier report of this folder that this one no longer has.
     if let Ok(rd) = std::fs::read_dir(&images) {
         for e in rd.filter_map(|e| e.ok()) {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -139,13 +157,9 @@ pub fn write_report(run_dir: &Path, out_dir: &Path) -> Result<ReportSummary> {
     }
     let md = out_dir.join("report.md");
     let html = out_dir.join("report.html");
-    write_file(&md, markdown::render(&document).as_bytes())?;
-    write_file(&html, html::render(&document).as_bytes())?;
-    summary.html = html;
-    summary.markdown = md;
-    summary.images = images;
-    summary.figures = written.len();
-    Ok(summary)
+    write_file(&md, markdown::render(document).as_bytes())?;
+    write_file(&html, html::render(document).as_bytes())?;
+    Ok(Written { html, markdown: md, images, figures: written.len() })
 }
 
 #[cfg(test)]

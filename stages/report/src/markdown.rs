@@ -63,6 +63,7 @@ pub fn render(doc: &Document) -> String {
                     let lead = match kind {
                         NoteKind::Missing => "**Not in this run:** ",
                         NoteKind::Problem => "**Problem:** ",
+                        NoteKind::Warning => "**Warning:** ",
                         NoteKind::Info => "",
                     };
                     o.push_str(&format!("> {lead}{text}\n\n"));

@@ -73,8 +73,7 @@ pub fn encode_rgb(width: usize, height: usize, rgb: &[u8]) -> Result<Vec<u8>, Pn
 }
 
 /// Label colours (label 1, 2, ...); the SVG charts use the same ones.
-pub const PALETTE: [[u8; 3]; 6] =
-    [[230, 57, 70], [69, 123, 157], [42, 157, 143], [233, 196, 106], [244, 162, 97], [131, 56, 236]];
+pub use nnunet_chart::PALETTE;
 
 /// The colour of label `l` (1-based; 0 and below get the first colour).
 pub fn label_colour(l: i64) -> [u8; 3] {

@@ -21,7 +21,12 @@ pub struct UnitInfo {
     pub outcome: String,
     pub key: Option<String>,
     pub error: Option<String>,
+    /// Seconds the unit took in this run.
     pub seconds: f64,
+    /// Seconds building its artifact took, in this run or an earlier one.
+    pub build_seconds: Option<f64>,
+    /// When its artifact was built (RFC 3339).
+    pub built_at: Option<String>,
 }
 
 /// `run.json`, read leniently (absent fields are empty).
@@ -32,6 +37,8 @@ pub struct RunInfo {
     pub dataset: Option<String>,
     pub cache: Option<String>,
     pub variant: Vec<(String, String)>,
+    /// Every override that made this run (`variants:` entry and `--set`), `KEY=VALUE`.
+    pub overrides: Vec<(String, String)>,
     pub seconds: f64,
     pub built: u64,
     pub cached: u64,
@@ -53,6 +60,22 @@ impl RunInfo {
         let o = v.as_object().ok_or("the top level must be an object")?;
         let s = |k: &str| o.get(k).filter(|x| !x.is_null()).map(value_text);
         let n = |k: &str| o.get(k).and_then(Value::as_u64).unwrap_or(0);
+        let pairs = |v: Option<&Value>| -> Vec<(String, String)> {
+            v.and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_object)
+                        .map(|m| {
+                            (
+                                m.get("key").map(value_text).unwrap_or_default(),
+                                m.get("value").map(value_text).unwrap_or_default(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let overrides = pairs(o.get("overrides"));
         let variant = match o.get("variant") {
             Some(Value::Array(a)) => a
                 .iter()
@@ -84,6 +107,8 @@ impl RunInfo {
                             key: us("key").filter(|k| !k.is_empty()),
                             error: us("error"),
                             seconds: u.get("seconds").and_then(Value::as_f64).unwrap_or(0.0),
+                            build_seconds: u.get("build_seconds").and_then(Value::as_f64),
+                            built_at: us("built_at"),
                         }
                     })
                     .collect()
@@ -95,6 +120,7 @@ impl RunInfo {
             dataset: s("dataset"),
             cache: s("cache"),
             variant,
+            overrides,
             seconds: o.get("seconds").and_then(Value::as_f64).unwrap_or(0.0),
             built: n("built"),
             cached: n("cached"),

@@ -87,7 +87,7 @@ pub struct ReportSummary {
     pub cv_predictions: Option<PathBuf>,
     pub predictions: Option<PathBuf>,
     pub num_predictions: usize,
-    /// Build seconds per stage (from the cache manifests).
+    /// Build seconds per stage (from `run.json`).
     pub stage_seconds: Vec<(String, f64)>,
     /// Wall time of the run (`run.json`).
     pub run_seconds: f64,
@@ -97,12 +97,22 @@ pub struct ReportSummary {
     pub problems: Vec<String>,
 }
 
+/// A class whose mean Dice is below this is reported as not learned.
+pub const NOT_LEARNED_DICE: f64 = 0.1;
+
+/// The classes of `per_class` with a finite mean Dice below [`NOT_LEARNED_DICE`].
+pub fn not_learned(per_class: &[(String, f64)]) -> Vec<&str> {
+    per_class.iter().filter(|(_, v)| v.is_finite() && *v < NOT_LEARNED_DICE).map(|(k, _)| k.as_str()).collect()
+}
+
 fn classes_line(per_class: &[(String, f64)]) -> String {
     per_class.iter().map(|(k, v)| format!("{k}: {}", crate::fmt::score(*v))).collect::<Vec<_>>().join(", ")
 }
 
 /// A short terminal report: plans, CV Dice per configuration and ensemble, the chosen model,
 /// the post-processing decision, test scores, where predictions and the report are.
+///
+/// Long (~95 lines): one paragraph per part of the summary, in the order printed.
 pub fn text_summary(s: &ReportSummary) -> String {
     let mut o = String::new();
     o.push_str(&format!("Run {}", s.run));
@@ -148,6 +158,23 @@ pub fn text_summary(s: &ReportSummary) -> String {
             c.folds.join(", "),
             crate::fmt::score(c.foreground_dice)
         ));
+    }
+    // The model the user gets (the chosen one, else the best CV score): say which labels it
+    // has not learned, so a near-0 Dice is never read past.
+    let model = s
+        .chosen
+        .as_ref()
+        .and_then(|c| scores.iter().find(|x| x.name == c.name))
+        .or_else(|| scores.iter().max_by(|a, b| a.foreground_dice.total_cmp(&b.foreground_dice)));
+    if let Some(m) = model {
+        let bad = not_learned(&m.per_class);
+        if !bad.is_empty() {
+            o.push_str(&format!(
+                "Not learned: label(s) {} (CV Dice below {NOT_LEARNED_DICE} with {}): train longer or check the labels\n",
+                bad.join(", "),
+                m.name
+            ));
+        }
     }
     if let Some(p) = &s.postprocessing {
         if p.steps.is_empty() {

@@ -336,20 +336,24 @@ fn run_json_is_required() {
 }
 
 #[test]
-fn timings_without_cache_or_kind_follow_the_view_links() {
+fn timings_come_from_run_json_alone() {
     let (_tmp, run) = fake();
     let with = crate::timing::stage_timings(&crate::run::RunFolder::open(&run.run_dir).unwrap()).0;
-    let p = run.run_dir.join("run.json");
-    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
-    v.as_object_mut().unwrap().remove("cache");
-    for u in v["units"].as_array_mut().unwrap() {
-        u.as_object_mut().unwrap().remove("kind");
-    }
-    std::fs::write(&p, v.to_string()).unwrap();
+    assert!(with.iter().all(|s| s.manifests == s.units && s.build_seconds > 0.0));
+    // The cache is not read: without it, the same timings.
+    std::fs::remove_dir_all(&run.cache).unwrap();
     let (without, notes) = crate::timing::stage_timings(&crate::run::RunFolder::open(&run.run_dir).unwrap());
     assert!(notes.is_empty(), "{notes:?}");
     assert_eq!(with, without);
-    assert!(with.iter().all(|s| s.manifests == s.units && s.build_seconds > 0.0));
+    // A run.json without build times says so.
+    let p = run.run_dir.join("run.json");
+    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    for u in v["units"].as_array_mut().unwrap() {
+        u.as_object_mut().unwrap().remove("build_seconds");
+    }
+    std::fs::write(&p, v.to_string()).unwrap();
+    let (old, notes) = crate::timing::stage_timings(&crate::run::RunFolder::open(&run.run_dir).unwrap());
+    assert!(old.iter().all(|s| s.manifests == 0) && notes[0].contains("no build time"), "{notes:?}");
 }
 
 /// Every stage file replaced by garbage (or emptied): still a report, every file named.

@@ -125,8 +125,7 @@ fn url(p: &Path) -> String {
 #[test]
 fn report_renders_in_headless_chromium() {
     if !Path::new(CHROMIUM).exists() {
-        println!("SKIP: chromium not installed (apt-get install chromium)");
-        return;
+        return nnunet_io::testing::skip("chromium not installed (apt-get install chromium)");
     }
     let tmp = tempfile::tempdir().unwrap();
     let run = fixture::build(&tmp.path().join("run").tap_mkdir()).unwrap();
@@ -181,6 +180,44 @@ fn report_renders_in_headless_chromium() {
     colours.dedup();
     assert!(colours.len() > 40, "only {} colours", colours.len());
     println!("screenshot {} ({} bytes), {non_white} non-white px", shot.display(), bytes.len());
+}
+
+/// The sweep comparison page of two fake runs renders: the table's cells in the DOM carry the
+/// numbers of `comparison.json`, the learning-curve charts are there.
+#[test]
+fn sweep_comparison_renders_in_headless_chromium() {
+    if !Path::new(CHROMIUM).exists() {
+        println!("SKIP: chromium not installed (apt-get install chromium)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut variants = Vec::new();
+    for name in ["default", "batch_norm"] {
+        let run = fixture::build(&tmp.path().join(name).tap_mkdir()).unwrap();
+        variants.push(nnunet_report::sweep::VariantRef {
+            label: name.to_string(),
+            run_dir: run.run_dir,
+            overrides: if name == "default" { vec![] } else { vec![("train.norm".into(), "batch".into())] },
+        });
+    }
+    let input = nnunet_report::sweep::SweepInput { title: "Sweep chromium".into(), variants };
+    let out = tmp.path().join("cmp");
+    let rows = nnunet_report::sweep::write_comparison(&input, &out).unwrap();
+    let dom_path = tmp.path().join("dom.html");
+    let status =
+        chromium(&tmp.path().join("profile"), &["--dump-dom".into(), url(&out.join("report.html"))], &dom_path);
+    assert!(status.success(), "chromium --dump-dom: {status}");
+    let dom = std::fs::read_to_string(&dom_path).unwrap();
+    let table = html_table(&dom, "sweep-table").expect("sweep table in the DOM");
+    assert_eq!(table.len(), rows.len());
+    for (r, cells) in rows.iter().zip(&table) {
+        assert_eq!(cells[0].text, r.variant);
+        assert_eq!(cells[2].text, r.configuration);
+        let mean = 4 + r.dice_per_class.len();
+        assert_eq!(cells[mean].value, Some(r.dice_mean), "{cells:?}");
+    }
+    assert!(dom.matches("<svg").count() >= 2, "learning curves");
+    assert!(dom.contains("train.norm=batch"));
 }
 
 trait TapMkdir {

@@ -49,6 +49,9 @@ pub(crate) fn split_channel_suffix(stem: &str) -> Option<(&str, usize)> {
 /// channel suffix are skipped here and reported by verify). Each case lists the expected
 /// channel files `0..n_channels` (missing ones included) and, for training, the expected
 /// label; for test cases a label only when `labels_dir` has it.
+///
+/// With `multi` (formats whose files may hold several channels, e.g. RGB pictures) a case
+/// lists the channel files present, in channel order; their channels are counted on reading.
 pub(crate) fn scan_v2(
     root: &Path,
     images_dir: &str,
@@ -56,21 +59,24 @@ pub(crate) fn scan_v2(
     ending: &str,
     n_channels: usize,
     training: bool,
+    multi: bool,
 ) -> Result<Vec<Case>> {
     let img_dir = root.join(images_dir);
     let lab_dir = root.join(labels_dir);
-    let mut ids = BTreeMap::new();
+    let mut ids: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for name in list_files(&img_dir)? {
         if let Some(stem) = name.strip_suffix(ending) {
-            if let Some((id, _)) = split_channel_suffix(stem) {
-                ids.insert(id.to_string(), ());
+            if let Some((id, c)) = split_channel_suffix(stem) {
+                ids.entry(id.to_string()).or_default().push(c);
             }
         }
     }
     Ok(ids
-        .into_keys()
-        .map(|id| {
-            let images = (0..n_channels)
+        .into_iter()
+        .map(|(id, present)| {
+            let chans: Vec<usize> = if multi { present } else { (0..n_channels).collect() };
+            let images = chans
+                .into_iter()
                 .map(|c| ImageRef { path: img_dir.join(format!("{id}_{c:04}{ending}")), channel_in_file: None })
                 .collect();
             let label = lab_dir.join(format!("{id}{ending}"));
@@ -85,6 +91,13 @@ pub(crate) fn cases_from_dataset_key(ctx: &Ctx, d: &Value) -> Result<Vec<Case>> 
     let obj = d.as_object().ok_or_else(|| ctx.key_err("dataset", "expected an object of cases"))?;
     let mut cases = Vec::with_capacity(obj.len());
     for (id, entry) in obj {
+        // A case id names outputs (cache folders, predictions): refuse anything but one safe
+        // path component before anything is written.
+        super::check_case_id(id).map_err(|msg| DatasetError::CaseId {
+            json: ctx.json.to_path_buf(),
+            id: id.clone(),
+            msg,
+        })?;
         let key = |k: &str| format!("dataset.{id}.{k}");
         let images = entry
             .get("images")

@@ -194,6 +194,89 @@ impl NiftiHeader {
         self.srow_z = a[2].map(q);
     }
 
+    /// Sets qform and sform (both code 1, scanner anatomical) and `pixdim[0..=3]` from a RAS
+    /// voxel-to-world affine made of a rotation (or reflection) times the spacings and an
+    /// offset: the quaternion and qfac as `nifti_mat44_to_quatern` computes them.
+    pub fn set_affine(&mut self, a: Affine) {
+        let col = |j: usize| [a[0][j], a[1][j], a[2][j]];
+        let norm = |v: [f64; 3]| (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
+        let mut r = [[0.0f64; 3]; 3];
+        let mut sp = [1.0f64; 3];
+        for j in 0..3 {
+            let c = col(j);
+            let n = norm(c);
+            sp[j] = if n > 0.0 { n } else { 1.0 };
+            for i in 0..3 {
+                r[i][j] = if n > 0.0 {
+                    c[i] / n
+                } else if i == j {
+                    1.0
+                } else {
+                    0.0
+                };
+            }
+        }
+        let det = r[0][0] * (r[1][1] * r[2][2] - r[1][2] * r[2][1]) - r[0][1] * (r[1][0] * r[2][2] - r[1][2] * r[2][0])
+            + r[0][2] * (r[1][0] * r[2][1] - r[1][1] * r[2][0]);
+        let qfac = if det > 0.0 { 1.0 } else { -1.0 };
+        if qfac < 0.0 {
+            for row in r.iter_mut() {
+                row[2] = -row[2];
+            }
+        }
+        let (mut qa, mut qb, mut qc, mut qd);
+        let t = r[0][0] + r[1][1] + r[2][2] + 1.0;
+        if t > 0.5 {
+            qa = 0.5 * t.sqrt();
+            qb = 0.25 * (r[2][1] - r[1][2]) / qa;
+            qc = 0.25 * (r[0][2] - r[2][0]) / qa;
+            qd = 0.25 * (r[1][0] - r[0][1]) / qa;
+        } else {
+            let xd = 1.0 + r[0][0] - (r[1][1] + r[2][2]);
+            let yd = 1.0 + r[1][1] - (r[0][0] + r[2][2]);
+            let zd = 1.0 + r[2][2] - (r[0][0] + r[1][1]);
+            if xd > 1.0 {
+                qb = 0.5 * xd.sqrt();
+                qc = 0.25 * (r[0][1] + r[1][0]) / qb;
+                qd = 0.25 * (r[0][2] + r[2][0]) / qb;
+                qa = 0.25 * (r[2][1] - r[1][2]) / qb;
+            } else if yd > 1.0 {
+                qc = 0.5 * yd.sqrt();
+                qb = 0.25 * (r[0][1] + r[1][0]) / qc;
+                qd = 0.25 * (r[1][2] + r[2][1]) / qc;
+                qa = 0.25 * (r[0][2] - r[2][0]) / qc;
+            } else {
+                qd = 0.5 * zd.sqrt();
+                qb = 0.25 * (r[0][2] + r[2][0]) / qd;
+                qc = 0.25 * (r[1][2] + r[2][1]) / qd;
+                qa = 0.25 * (r[1][0] - r[0][1]) / qd;
+            }
+            if qa < 0.0 {
+                qb = -qb;
+                qc = -qc;
+                qd = -qd;
+                qa = -qa;
+            }
+        }
+        let _ = qa;
+        let q = |v: f64| if self.version == NiftiVersion::V1 { v as f32 as f64 } else { v };
+        self.pixdim[0] = qfac;
+        for j in 0..3 {
+            self.pixdim[j + 1] = q(sp[j]);
+        }
+        self.qform_code = 1;
+        self.sform_code = 1;
+        self.quatern_b = q(qb);
+        self.quatern_c = q(qc);
+        self.quatern_d = q(qd);
+        self.qoffset_x = q(a[0][3]);
+        self.qoffset_y = q(a[1][3]);
+        self.qoffset_z = q(a[2][3]);
+        self.srow_x = a[0].map(q);
+        self.srow_y = a[1].map(q);
+        self.srow_z = a[2].map(q);
+    }
+
     /// Number of dimensions (`dim[0]`).
     pub fn ndim(&self) -> usize {
         self.dim[0].clamp(0, 7) as usize
@@ -229,7 +312,18 @@ impl NiftiHeader {
     /// SimpleITK / nnU-Net order (reference §1.3). As in nifti1_io (which SimpleITK uses),
     /// negative values are taken as their magnitude and zero or non-finite values as 1;
     /// axes beyond `dim[0]` (the z of a 2D file) have spacing 1.
+    ///
+    /// The spacing is in mm: `xyzt_units` metres or microns are scaled as ITK does (issue 14).
     pub fn spacing_zyx(&self) -> [f64; 3] {
+        let unit = crate::image::geometry::nifti_unit_scale(self.xyzt_units);
+        let raw = self.spacing_zyx_raw();
+        // The pseudo axis of a 2D file keeps spacing 1 (it is no length).
+        let z = if self.ndim() < 3 { raw[0] } else { raw[0] * unit };
+        [z, raw[1] * unit, raw[2] * unit]
+    }
+
+    /// [`NiftiHeader::spacing_zyx`] in the file's own unit (`pixdim` as stored, no unit scaling).
+    pub fn spacing_zyx_raw(&self) -> [f64; 3] {
         let s = |i: usize| {
             let v = self.pixdim[i].abs();
             if i > self.ndim() || v == 0.0 || !v.is_finite() {

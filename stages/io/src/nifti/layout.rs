@@ -88,6 +88,8 @@ impl Rd<'_> {
 }
 
 /// Parses a complete header (`buf.len() == version.header_size()`); extensions are left empty.
+///
+/// Long (~100 lines): one statement per header field at its offset, in the standard's order.
 pub(crate) fn parse(buf: &[u8], version: NiftiVersion, endian: Endian) -> Result<NiftiHeader, HeaderProblem> {
     let r = Rd { b: buf, big: endian == Endian::Big };
     let mut h = NiftiHeader { version, endian, ..NiftiHeader::default() };

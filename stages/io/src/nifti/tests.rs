@@ -222,8 +222,11 @@ fn scaling_rules() {
     let p = dir.path().join("s.nii");
     let mut h = NiftiHeader::new([1, 1, 3], [1.0; 3], DataType::U8);
     for (slope, inter, expect) in [
-        (0.0, 5.0, [1.0, 2.0, 3.0]),      // slope 0: unscaled
-        (f64::NAN, 5.0, [1.0, 2.0, 3.0]), // non-finite slope: unscaled
+        // Issue 14 item 4: as SimpleITK reads it, a zero or non-finite slope counts as 1 and
+        // the intercept still applies; a non-finite intercept counts as 0.
+        (0.0, 5.0, [6.0, 7.0, 8.0]),
+        (f64::NAN, 5.0, [6.0, 7.0, 8.0]),
+        (2.0, f64::NAN, [2.0, 4.0, 6.0]),
         (0.5, 10.0, [10.5, 11.0, 11.5]),
         (-1.0, 0.0, [-1.0, -2.0, -3.0]),
     ] {

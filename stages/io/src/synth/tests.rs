@@ -152,3 +152,44 @@ fn invalid_options_are_rejected() {
     assert_eq!(SynthOptions { name: "plain".into(), ..SynthOptions::default() }.case_prefix(), "plain");
     assert_eq!(SynthOptions::default().label_names(), vec!["organ_1", "lesion_1"]);
 }
+
+#[test]
+fn every_format_generates_a_dataset_that_verifies() {
+    // `pipeline synth --format F` (issue 14): each format opens, verifies and reads back.
+    let dir = tempfile::tempdir().unwrap();
+    for (ending, channels) in [
+        (".mha", 1),
+        (".mhd", 2),
+        (".nrrd", 1),
+        (".nhdr", 1),
+        (".png", 3),
+        (".png", 1),
+        (".bmp", 1),
+        (".tif", 1),
+        (".nii", 1),
+    ] {
+        let out = dir.path().join(format!("ds{}{channels}", ending.replace('.', "_")));
+        let o = SynthOptions {
+            cases: 2,
+            test_cases: 1,
+            shape: [6, 16, 16],
+            channels,
+            modality: if channels == 3 { Modality::Mr } else { Modality::Ct },
+            file_ending: ending.into(),
+            ..SynthOptions::default()
+        };
+        generate(&out, &o).unwrap_or_else(|e| panic!("{ending}: {e}"));
+        let ds = crate::dataset::open_dataset(&out).unwrap();
+        assert_eq!(ds.file_ending, ending);
+        let report = crate::verify::verify_dataset(&ds, &|_, _| {});
+        assert!(report.is_ok(), "{ending}: {report}");
+        let images = ds.cases[0].read_images().unwrap();
+        assert_eq!(images.channels.len(), channels, "{ending}");
+        let two_d = matches!(ending, ".png" | ".bmp");
+        assert_eq!(images.header.ndim(), if two_d { 2 } else { 3 }, "{ending}");
+        let (label, _) = ds.cases[0].read_label().unwrap();
+        assert!(label.data.iter().any(|&l| l > 0), "{ending}: empty label");
+    }
+    let bad = SynthOptions { file_ending: ".jpg".into(), ..SynthOptions::default() };
+    assert!(generate(&dir.path().join("bad"), &bad).unwrap_err().to_string().contains(".jpg"));
+}

@@ -1,8 +1,8 @@
 //! The checks of one case.
 
 use super::{rel_file, Problem, ProblemKind};
-use crate::dataset::{lexically_inside, nnunet_spacing, Case, Dataset};
-use crate::nifti::{read_nifti, Affine, NiftiImage};
+use crate::dataset::{Case, Dataset};
+use crate::image::{read_image, Geometry, LoadedImage};
 use std::path::{Path, PathBuf};
 
 /// What checking one case found.
@@ -20,17 +20,19 @@ struct Geom {
     ndim: usize,
     shape: [usize; 3],
     spacing: [f64; 3],
-    affine: Affine,
+    /// ITK geometry (origin and direction as SimpleITK reads them: for NIfTI the qform unless
+    /// `sform_code` is 1, issue 14 item 6).
+    geometry: Geometry,
 }
 
 impl Geom {
-    fn of(img: &NiftiImage, channel: usize) -> Geom {
+    fn of(img: &LoadedImage, channel: usize) -> Geom {
         Geom {
             channel,
-            ndim: img.header.ndim().min(3),
+            ndim: img.header.ndim(),
             shape: img.shape_zyx(),
-            spacing: nnunet_spacing(&img.header),
-            affine: img.header.affine(),
+            spacing: img.header.nnunet_spacing(),
+            geometry: img.header.geometry.clone(),
         }
     }
 }
@@ -56,20 +58,17 @@ impl Checker<'_> {
         self.out.warnings.push(Problem { case: Some(self.case.id.clone()), file: rel_file(self.ds, file), kind });
     }
 
-    /// Reads a file, reporting it missing, outside the folder or unreadable.
-    fn read(&mut self, path: &Path, missing: ProblemKind) -> Option<NiftiImage> {
-        if !lexically_inside(&self.ds.root, path) {
-            self.problem(path, ProblemKind::PathEscapes);
-            return None;
-        }
+    /// Reads a file, reporting it missing or unreadable. Files outside the dataset folder
+    /// are read like any other (nnU-Net accepts them).
+    fn read(&mut self, path: &Path, missing: ProblemKind) -> Option<LoadedImage> {
         if !path.exists() {
             self.problem(path, missing);
             return None;
         }
-        match read_nifti(path) {
+        match read_image(path) {
             Ok(img) => Some(img),
             Err(e) => {
-                self.problem(path, ProblemKind::Unreadable { reason: e.kind.to_string() });
+                self.problem(path, ProblemKind::Unreadable { reason: e.reason() });
                 None
             }
         }
@@ -100,33 +99,42 @@ impl Checker<'_> {
             );
             return;
         }
-        let flat = |a: &Affine| a[..3].iter().flatten().copied().collect::<Vec<f64>>();
-        if !allclose(&flat(&g.affine), &flat(&reference.affine)) {
+        if !g.geometry.same_orientation(&reference.geometry) {
             self.warning(path, ProblemKind::OrientationMismatch { reference: what });
         }
     }
 
     fn images(&mut self) -> Option<Geom> {
         let n = self.ds.num_channels();
-        if self.case.images.len() != n {
+        let multi = crate::image::ImageFormat::from_ending(&self.ds.file_ending)
+            .is_some_and(crate::dataset::multi_channel_files);
+        if self.case.images.len() != n && !multi {
             let first = self.case.images.first().map(|r| r.path.clone()).unwrap_or_default();
             self.problem(&first, ProblemKind::ChannelCount { found: self.case.images.len(), expected: n });
         }
         let mut reference: Option<Geom> = None;
         let mut seen: Vec<PathBuf> = Vec::new();
+        // Channels the files provide (pictures may hold several each).
+        let mut provided = 0usize;
+        let mut all_read = true;
         for (c, r) in self.case.images.iter().enumerate() {
             if seen.contains(&r.path) {
                 continue; // another channel of a 4D file already checked
             }
             seen.push(r.path.clone());
-            let Some(img) = self.read(&r.path, ProblemKind::MissingChannelFile { channel: c }) else { continue };
+            let Some(img) = self.read(&r.path, ProblemKind::MissingChannelFile { channel: c }) else {
+                all_read = false;
+                continue;
+            };
             // Channels this file must provide.
             let uses: Vec<Option<usize>> =
                 self.case.images.iter().filter(|o| o.path == r.path).map(|o| o.channel_in_file).collect();
-            let volumes = img.num_volumes();
-            let expected = if uses.iter().any(Option::is_some) { uses.len() } else { 1 };
-            if volumes != expected {
-                self.problem(&r.path, ProblemKind::VolumeCount { volumes, expected });
+            let volumes = img.num_channels();
+            provided += volumes;
+            if uses.iter().any(Option::is_some) && volumes != uses.len() {
+                self.problem(&r.path, ProblemKind::VolumeCount { volumes, expected: uses.len() });
+            } else if !multi && uses.iter().all(Option::is_none) && volumes != 1 {
+                self.problem(&r.path, ProblemKind::VolumeCount { volumes, expected: 1 });
             }
             match img.to_f32_channels() {
                 Ok(chans) => {
@@ -140,11 +148,12 @@ impl Checker<'_> {
                             }
                         }
                     }
+                    // Issue 14: NaN/inf image voxels are replaced by 0 when read; reported, not refused.
                     if let Some(first) = first {
-                        self.problem(&r.path, ProblemKind::NonFinite { what: "image", count, first });
+                        self.warning(&r.path, ProblemKind::NonFinite { what: "image", count, first });
                     }
                 }
-                Err(e) => self.problem(&r.path, ProblemKind::Unreadable { reason: e.kind.to_string() }),
+                Err(e) => self.problem(&r.path, ProblemKind::Unreadable { reason: e.reason() }),
             }
             let g = Geom::of(&img, c);
             match &reference {
@@ -152,14 +161,18 @@ impl Checker<'_> {
                 Some(rf) => self.compare(&r.path, rf, &format!("channel {}", rf.channel), &g),
             }
         }
+        if multi && all_read && provided != n {
+            let first = self.case.images.first().map(|r| r.path.clone()).unwrap_or_default();
+            self.problem(&first, ProblemKind::ChannelCount { found: provided, expected: n });
+        }
         reference
     }
 
     fn label(&mut self, reference: Option<&Geom>) {
         let Some(path) = self.case.label.clone() else { return };
         let Some(img) = self.read(&path, ProblemKind::MissingLabelFile) else { return };
-        if img.num_volumes() != 1 {
-            self.problem(&path, ProblemKind::VolumeCount { volumes: img.num_volumes(), expected: 1 });
+        if img.num_channels() != 1 {
+            self.problem(&path, ProblemKind::VolumeCount { volumes: img.num_channels(), expected: 1 });
         }
         let lv = img.label_values();
         if let Some(first) = lv.first_non_finite {

@@ -12,6 +12,7 @@
 //! Every random draw comes from the sample's own [`Rng`], in a fixed order: same seed, same
 //! sample.
 
+pub mod cascade;
 pub mod intensity;
 pub mod patch_size;
 pub mod resample;
@@ -93,6 +94,10 @@ pub struct AugmentConfig {
     pub mask_channels: Vec<usize>,
     pub augment: bool,
     pub p: AugmentProbabilities,
+    /// Cascade stages: the foreground labels the previous stage's segmentation is one-hot
+    /// encoded over, as extra input channels after the image's (empty: not a cascade).
+    pub cascade_labels: Vec<i16>,
+    pub cascade: cascade::CascadeAugment,
 }
 
 impl AugmentConfig {
@@ -125,7 +130,21 @@ impl AugmentConfig {
             mask_channels: use_mask_for_norm.iter().enumerate().filter(|(_, &m)| m).map(|(i, _)| i).collect(),
             augment,
             p: AugmentProbabilities::default(),
+            cascade_labels: Vec::new(),
+            cascade: cascade::CascadeAugment::default(),
         }
+    }
+
+    /// The configuration of a cascade stage: the previous stage's segmentation becomes one-hot
+    /// channels over `labels` (§8.2 row 13).
+    pub fn with_cascade(mut self, labels: Vec<i16>) -> AugmentConfig {
+        self.cascade_labels = labels;
+        self
+    }
+
+    /// Input channels of the network for `image_channels` image channels.
+    pub fn network_channels(&self, image_channels: usize) -> usize {
+        image_channels + self.cascade_labels.len()
     }
 
     /// From a resolved configuration; `deep_supervision` picks the DS scales of its architecture.
@@ -161,6 +180,8 @@ pub struct RawSample {
     pub seg: Vec<i16>,
     pub channels: usize,
     pub shape: [usize; 3],
+    /// Cascade: the previous stage's segmentation of the same box (−1 outside the image).
+    pub prev: Option<Vec<i16>>,
 }
 
 /// An augmented sample: `[C, patch]` data and one label map per DS scale.
@@ -196,12 +217,33 @@ pub fn augment_sample_traced(cfg: &AugmentConfig, raw: RawSample, rng: &mut Rng)
     let c = raw.channels;
     let p = cfg.patch_size;
     let affine = if cfg.augment { spatial_params(cfg, rng, &mut ap) } else { None };
+    let prev = raw.prev.map(|pv| match &affine {
+        Some(a) => spatial::warp(&[], &pv, 0, raw.shape, p, a).1,
+        None if raw.shape == p => pv,
+        None => spatial::center_crop(&[], &pv, 0, raw.shape, p).1,
+    });
     let (data, seg) = match affine {
         Some(a) => spatial::warp(&raw.data, &raw.seg, c, raw.shape, p, &a),
         None if raw.shape == p => (raw.data, raw.seg),
         None => spatial::center_crop(&raw.data, &raw.seg, c, raw.shape, p),
     };
-    (finish(cfg, data, seg, c, rng, &mut ap), ap)
+    (finish(cfg, data, seg, prev, c, rng, &mut ap), ap)
+}
+
+/// The previous stage's segmentation of a box of `source`, required for cascade samples.
+fn read_prev(
+    cfg: &AugmentConfig,
+    source: &dyn crate::sampler::PatchSource,
+    lo: [i64; 3],
+    size: [usize; 3],
+) -> crate::error::Result<Option<Vec<i16>>> {
+    if cfg.cascade_labels.is_empty() {
+        return Ok(None);
+    }
+    source.read_prev_stage(lo, size)?.map(Some).ok_or_else(|| crate::error::NetError::Case {
+        case: source.id().to_string(),
+        msg: "has no previous-stage segmentation, which a cascade stage needs".into(),
+    })
 }
 
 /// The chain on the crop of `source` whose (enlarged) box starts at `lo`: draws the spatial
@@ -218,18 +260,21 @@ pub fn augment_from_source(
     let c = source.num_channels();
     let (s, p) = (cfg.initial_patch_size, cfg.patch_size);
     let affine = if cfg.augment { spatial_params(cfg, rng, &mut ap) } else { None };
-    let (data, seg) = match affine {
+    let (data, seg, prev) = match affine {
         Some(a) => {
             let (d, g) = source.read_patch(lo, s)?;
-            spatial::warp(&d, &g, c, s, p, &a)
+            let prev = read_prev(cfg, source, lo, s)?.map(|pv| spatial::warp(&[], &pv, 0, s, p, &a).1);
+            let (d, g) = spatial::warp(&d, &g, c, s, p, &a);
+            (d, g, prev)
         }
         None => {
             // The integer centre crop of spatial::center_crop, read directly.
             let start: [i64; 3] = std::array::from_fn(|d| lo[d] + (s[d] / 2) as i64 - (p[d] / 2) as i64);
-            source.read_patch(start, p)?
+            let (d, g) = source.read_patch(start, p)?;
+            (d, g, read_prev(cfg, source, start, p)?)
         }
     };
-    Ok((finish(cfg, data, seg, c, rng, &mut ap), ap))
+    Ok((finish(cfg, data, seg, prev, c, rng, &mut ap), ap))
 }
 
 /// Steps 3–15 on the final-size patch.
@@ -237,6 +282,7 @@ fn finish(
     cfg: &AugmentConfig,
     mut data: Vec<f32>,
     mut seg: Vec<i16>,
+    mut prev: Option<Vec<i16>>,
     c: usize,
     rng: &mut Rng,
     ap: &mut Applied,
@@ -253,6 +299,9 @@ fn finish(
                     mirror(&mut data[ch * n..(ch + 1) * n], p, axis);
                 }
                 mirror(&mut seg, p, axis);
+                if let Some(pv) = prev.as_mut() {
+                    mirror(pv, p, axis);
+                }
             }
         }
         // Step 11: mask image.
@@ -272,6 +321,16 @@ fn finish(
             *s = 0
         }
     });
+    // Step 13 (cascade): the previous stage's labels as one-hot channels (−1 and 0 encode as
+    // nothing), perturbed in training.
+    if let Some(pv) = prev {
+        let mut oh = cascade::one_hot(&pv, &cfg.cascade_labels);
+        if cfg.augment {
+            let in_plane = cfg.is_2d;
+            cascade::augment_one_hot(&mut oh, cfg.cascade_labels.len(), p, in_plane, &cfg.cascade, rng);
+        }
+        data.extend_from_slice(&oh);
+    }
     // Step 15: DS targets.
     let targets = cfg
         .ds_scales
@@ -420,6 +479,7 @@ mod tests {
     fn raw(c: usize, s: [usize; 3]) -> RawSample {
         let n = numel(s);
         RawSample {
+            prev: None,
             data: (0..c * n).map(|i| ((i * 31) % 97) as f32 / 7.0).collect(),
             seg: (0..n).map(|i| [0, 1, 2, -1][(i / 5) % 4]).collect(),
             channels: c,
@@ -530,7 +590,7 @@ mod tests {
                                                          // slices are constant (value = slice index) stays slice-constant under rotation/scaling.
         let s = cfg.initial_patch_size;
         let n = numel(s);
-        let mut r = RawSample { data: vec![0.0; n], seg: vec![0; n], channels: 1, shape: s };
+        let mut r = RawSample { data: vec![0.0; n], seg: vec![0; n], channels: 1, shape: s, prev: None };
         for z in 0..s[0] {
             for i in 0..s[1] * s[2] {
                 r.data[z * s[1] * s[2] + i] = z as f32 + 1.0;
@@ -565,7 +625,7 @@ mod tests {
         for seed in 0..40 {
             let lo = [seed as i64 % 7 - 3, 2, -1];
             let (d, g) = case.read_patch(lo, cfg.initial_patch_size).unwrap();
-            let raw = RawSample { data: d, seg: g, channels: 1, shape: cfg.initial_patch_size };
+            let raw = RawSample { data: d, seg: g, channels: 1, shape: cfg.initial_patch_size, prev: None };
             let a = augment_sample(&cfg, raw, &mut Rng::new(seed));
             let (b, _) = augment_from_source(&cfg, &case, lo, &mut Rng::new(seed)).unwrap();
             assert_eq!(a, b, "seed {seed}");

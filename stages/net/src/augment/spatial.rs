@@ -110,6 +110,9 @@ fn to_f16_precision(x: f32) -> f32 {
 }
 
 /// Samples `[C, S]` data and `[S]` seg through `affine` into `[C, P]` / `[P]`.
+///
+/// One function (~110 lines) on purpose: the hot loop of augmentation, with the coordinate
+/// transform, bounds handling and both interpolations inlined per output row.
 pub fn warp(
     data: &[f32],
     seg: &[i16],

@@ -176,6 +176,10 @@ impl<'a> ConfigurationPlanner<'a> {
     }
 
     /// [`Self::plan`] plus the intermediate numbers.
+    ///
+    /// Long (~140 lines) on purpose: it follows nnU-Net's `get_plans_for_configuration` step by
+    /// step (initial patch, topology, the VRAM-driven shrink loop, batch size) so that the two
+    /// can be read side by side; the steps share a dozen intermediate values.
     pub fn plan_detailed(
         &self,
         name: &str,

@@ -287,6 +287,9 @@ pub fn plan_experiment(fp: &DatasetFingerprint, ds: &DatasetInfo, opts: &Planner
 }
 
 /// [`plan_experiment`] plus per-configuration diagnostics (estimates, uncapped batch sizes).
+///
+/// Long (~110 lines): follows nnU-Net's `plan_experiment` step by step (2d, 3d_fullres,
+/// 3d_lowres, cascade, then the plans dict) so the two can be compared side by side.
 pub fn plan_experiment_detailed(
     fp: &DatasetFingerprint,
     ds: &DatasetInfo,

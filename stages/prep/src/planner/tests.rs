@@ -258,8 +258,10 @@ fn matches_peer_hippocampus_plans() {
         std::fs::read_to_string(dir.join("dataset_fingerprint.json")),
         std::fs::read_to_string(dir.join("dataset.json")),
     ) else {
-        println!("SKIP: peer plans for Dataset004_Hippocampus not found under {}", dir.display());
-        return;
+        return nnunet_io::testing::skip(&format!(
+            "peer plans for Dataset004_Hippocampus not found under {}",
+            dir.display()
+        ));
     };
     let peer: Value = serde_json::from_str(&plans_text).unwrap();
     let fp: DatasetFingerprint = serde_json::from_str(&fp_text).unwrap();

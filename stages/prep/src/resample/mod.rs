@@ -10,10 +10,12 @@
 //! Storage is f32 (nnU-Net converts to f64 first, §4.3); arithmetic is f64 per output value.
 
 mod seg;
+mod slab;
 mod zoom;
 
 pub(crate) use seg::{nearest_rows, one_hot_linear_rows, rows_reach};
 pub use seg::{resize_segmentation, unique_labels, SegResampleMode};
+pub use slab::ChannelResampler;
 pub use zoom::resize;
 pub(crate) use zoom::{min_max, spline3_cols, spline3_unclipped};
 
@@ -108,8 +110,8 @@ fn resample_axis_map<T: Copy + Send + Sync + Default>(
     Volume { shape: out_shape, data }
 }
 
-/// Taps `(i0, i1, w0, w1)` per output index of [`resample_axis_map`]: nearest (order 0, `i0 ==
-/// i1`) or linear, with the align-corners=False map and clamped indices.
+/// The two taps and weights of every output index of [`resample_axis_map`]:
+/// `src = (dst + 0.5) * in/out - 0.5`, nearest (order 0) or linear, clamped to the input.
 pub(crate) fn axis_map_taps(n_in: usize, n_out: usize, order: u32) -> Vec<(usize, usize, f64, f64)> {
     let scale = n_in as f64 / n_out as f64;
     (0..n_out)

@@ -94,26 +94,33 @@ pub fn resize(vol: &Volume<f32>, out_shape: [usize; 3], order: u32) -> Volume<f3
 /// Orders 0/1: direct tensor-product evaluation, exactly as scipy accumulates it.
 fn resize_direct(vol: &Volume<f32>, out_shape: [usize; 3], order: u32) -> Volume<f32> {
     let taps: Vec<Vec<Taps>> = (0..3).map(|d| axis_taps(vol.shape[d], out_shape[d], order)).collect();
-    let [_, s1, s2] = vol.shape;
     let plane = out_shape[1] * out_shape[2];
     let mut data = vec![0.0f32; numel(out_shape)];
-    data.par_chunks_mut(plane.max(1)).enumerate().for_each(|(i, out)| {
-        for (j, row) in out.chunks_mut(out_shape[2].max(1)).enumerate() {
-            for (k, o) in row.iter_mut().enumerate() {
-                let mut t = 0.0f64;
-                for &(a, wa) in &taps[0][i] {
-                    for &(b, wb) in &taps[1][j] {
-                        let base = (a * s1 + b) * s2;
-                        for &(c, wc) in &taps[2][k] {
-                            t += vol.data[base + c] as f64 * wa * wb * wc;
-                        }
+    data.par_chunks_mut(plane.max(1))
+        .enumerate()
+        .for_each(|(i, out)| direct_plane(&vol.data, vol.shape, &taps, i, out));
+    Volume { shape: out_shape, data }
+}
+
+/// Output plane `i` (axis 0) of [`resize_direct`] with per-axis `taps`, into `out`
+/// (`[out Y, out X]`); also what [`crate::resample::ChannelResampler`] evaluates slab by slab.
+pub(crate) fn direct_plane(data: &[f32], shape: [usize; 3], taps: &[Vec<Taps>], i: usize, out: &mut [f32]) {
+    let [_, s1, s2] = shape;
+    let width = taps[2].len().max(1);
+    for (j, row) in out.chunks_mut(width).enumerate() {
+        for (k, o) in row.iter_mut().enumerate() {
+            let mut t = 0.0f64;
+            for &(a, wa) in &taps[0][i] {
+                for &(b, wb) in &taps[1][j] {
+                    let base = (a * s1 + b) * s2;
+                    for &(c, wc) in &taps[2][k] {
+                        t += data[base + c] as f64 * wa * wb * wc;
                     }
                 }
-                *o = t as f32;
             }
+            *o = t as f32;
         }
-    });
-    Volume { shape: out_shape, data }
+    }
 }
 
 /// Order 3: separable prefilter + evaluation, one axis at a time.

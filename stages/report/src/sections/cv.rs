@@ -130,6 +130,18 @@ pub fn build(ctx: &mut Ctx) -> (Section, Vec<ConfigCv>) {
         ctx.summary.cv_configurations.push(s);
     }
     sec.push(Block::Table(t));
+    for s in &ctx.summary.cv_configurations {
+        for k in crate::summary::not_learned(&s.per_class) {
+            let dice = s.per_class.iter().find(|(kk, _)| kk == k).map_or(f64::NAN, |x| x.1);
+            sec.warning(format!(
+                "{}: {} is not learned (CV Dice {} < {}): train longer, or check the label",
+                s.name,
+                ctx.class_header(k).trim_start_matches("Dice "),
+                fmt::score(dice),
+                crate::summary::NOT_LEARNED_DICE
+            ));
+        }
+    }
     for c in &cvs {
         sec.push(Block::Heading(format!("Configuration {}", c.name)));
         let mut headers = vec!["fold".to_string(), "cases".to_string()];

@@ -93,7 +93,7 @@ fn render(case: &nnunet_io::dataset::Case, pred: &Path) -> Result<(Vec<u8>, Stri
     let images = case.read_images().map_err(|e| e.to_string())?;
     let image = images.channels.first().ok_or("no image channel")?;
     let (reference, _) = case.read_label().map_err(|e| e.to_string())?;
-    let prediction = nnunet_io::nifti::read_nifti(pred).and_then(|i| i.to_label_volume()).map_err(|e| e.to_string())?;
+    let prediction = nnunet_io::image::read_image(pred).and_then(|i| i.to_label_volume()).map_err(|e| e.to_string())?;
     if reference.shape != image.shape || prediction.shape != image.shape {
         return Err(format!(
             "shapes differ: image {:?}, reference {:?}, prediction {:?}",

@@ -35,6 +35,8 @@ fn per_axis(rows: &[Value]) -> Vec<Vec<f64>> {
     axes
 }
 
+/// The section (~95 lines, kept whole: facts, intensity table and spacing chart are built from
+/// the one fingerprint in the order the page shows them).
 pub fn build(ctx: &mut Ctx) -> Section {
     let mut sec = Section::new("fingerprint", "Dataset fingerprint");
     let dir = ctx.run.stage_dir("fingerprint");

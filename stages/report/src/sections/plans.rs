@@ -38,68 +38,77 @@ pub fn build(ctx: &mut Ctx) -> Section {
         }
     };
     if let Some(p) = &plans {
-        sec.push(Block::Facts(vec![
-            ("Dataset".into(), p.dataset_name.clone()),
-            ("Plans".into(), p.plans_name.clone()),
-            ("Planner".into(), p.experiment_planner_used.clone()),
-            ("Image reader".into(), p.image_reader_writer.clone()),
-            ("Transpose forward".into(), fmt::ivector(&p.transpose_forward)),
-            ("Median spacing (transposed, mm)".into(), fmt::vector(&p.original_median_spacing_after_transp)),
-            ("Median shape (transposed)".into(), fmt::vector(&p.original_median_shape_after_transp)),
-        ]));
-        let headers = [
-            "configuration",
-            "patch size",
-            "batch size",
-            "spacing (mm)",
-            "median image size",
-            "normalization",
-            "network",
-            "stages",
-            "features per stage",
-            "batch Dice",
-            "next stage",
-        ];
-        let mut t =
-            Table::new("plans-configurations", "Configurations", headers.iter().map(|s| s.to_string()).collect());
-        let mut brief =
-            PlansBrief { dataset_name: p.dataset_name.clone(), plans_name: p.plans_name.clone(), ..Default::default() };
-        for name in p.configurations.keys() {
-            match p.configuration(name) {
-                Ok(c) => {
-                    let a = &c.architecture.arch_kwargs;
-                    t.rows.push(vec![
-                        Cell::text(name),
-                        Cell::text(fmt::ivector(&c.patch_size)),
-                        Cell::int(c.batch_size as i64),
-                        Cell::text(fmt::vector(&c.spacing)),
-                        Cell::text(fmt::vector(&c.median_image_size_in_voxels)),
-                        Cell::text(c.normalization_schemes.join(", ")),
-                        Cell::text(short_class(&c.architecture.network_class_name)),
-                        Cell::int(a.n_stages as i64),
-                        Cell::text(a.features_per_stage.iter().map(|f| f.to_string()).collect::<Vec<_>>().join(", ")),
-                        Cell::text(if c.batch_dice { "yes" } else { "no" }),
-                        Cell::text(c.next_stage.clone().unwrap_or_default()),
-                    ]);
-                    brief.configurations.push(PlannedConfiguration {
-                        name: name.clone(),
-                        patch_size: c.patch_size.clone(),
-                        batch_size: c.batch_size,
-                        spacing: c.spacing.clone(),
-                    });
-                }
-                Err(e) => {
-                    let msg = format!("{}: configuration {name}: {e}", ctx.run.rel(&plans_path));
-                    ctx.problem(&mut sec, msg);
-                }
+        configurations(ctx, &mut sec, p, &plans_path);
+    }
+    labels_and_channels(ctx, &mut sec, &dir.join("dataset.json"));
+    folds(ctx, &mut sec, &dir.join("splits_final.json"));
+    sec
+}
+
+/// The plans' facts and one table row per configuration (also the summary's brief).
+fn configurations(ctx: &mut Ctx, sec: &mut Section, p: &Plans, plans_path: &std::path::Path) {
+    sec.push(Block::Facts(vec![
+        ("Dataset".into(), p.dataset_name.clone()),
+        ("Plans".into(), p.plans_name.clone()),
+        ("Planner".into(), p.experiment_planner_used.clone()),
+        ("Image reader".into(), p.image_reader_writer.clone()),
+        ("Transpose forward".into(), fmt::ivector(&p.transpose_forward)),
+        ("Median spacing (transposed, mm)".into(), fmt::vector(&p.original_median_spacing_after_transp)),
+        ("Median shape (transposed)".into(), fmt::vector(&p.original_median_shape_after_transp)),
+    ]));
+    let headers = [
+        "configuration",
+        "patch size",
+        "batch size",
+        "spacing (mm)",
+        "median image size",
+        "normalization",
+        "network",
+        "stages",
+        "features per stage",
+        "batch Dice",
+        "next stage",
+    ];
+    let mut t = Table::new("plans-configurations", "Configurations", headers.iter().map(|s| s.to_string()).collect());
+    let mut brief =
+        PlansBrief { dataset_name: p.dataset_name.clone(), plans_name: p.plans_name.clone(), ..Default::default() };
+    for name in p.configurations.keys() {
+        match p.configuration(name) {
+            Ok(c) => {
+                let a = &c.architecture.arch_kwargs;
+                t.rows.push(vec![
+                    Cell::text(name),
+                    Cell::text(fmt::ivector(&c.patch_size)),
+                    Cell::int(c.batch_size as i64),
+                    Cell::text(fmt::vector(&c.spacing)),
+                    Cell::text(fmt::vector(&c.median_image_size_in_voxels)),
+                    Cell::text(c.normalization_schemes.join(", ")),
+                    Cell::text(short_class(&c.architecture.network_class_name)),
+                    Cell::int(a.n_stages as i64),
+                    Cell::text(a.features_per_stage.iter().map(|f| f.to_string()).collect::<Vec<_>>().join(", ")),
+                    Cell::text(if c.batch_dice { "yes" } else { "no" }),
+                    Cell::text(c.next_stage.clone().unwrap_or_default()),
+                ]);
+                brief.configurations.push(PlannedConfiguration {
+                    name: name.clone(),
+                    patch_size: c.patch_size.clone(),
+                    batch_size: c.batch_size,
+                    spacing: c.spacing.clone(),
+                });
+            }
+            Err(e) => {
+                let msg = format!("{}: configuration {name}: {e}", ctx.run.rel(plans_path));
+                ctx.problem(sec, msg);
             }
         }
-        sec.push(Block::Table(t));
-        ctx.summary.plans = Some(brief);
     }
-    // Labels and channels.
-    let ds_path = dir.join("dataset.json");
-    match ctx.run.json(&ds_path) {
+    sec.push(Block::Table(t));
+    ctx.summary.plans = Some(brief);
+}
+
+/// `dataset.json` as the plan copied it: channels, training cases, labels.
+fn labels_and_channels(ctx: &mut Ctx, sec: &mut Section, ds_path: &std::path::Path) {
+    match ctx.run.json(ds_path) {
         Ok(Some(v)) => {
             let mut t = Table::new("plans-labels", "Labels", vec!["name".into(), "value".into()]);
             if let Some(m) = v.get("labels").and_then(Value::as_object) {
@@ -119,11 +128,13 @@ pub fn build(ctx: &mut Ctx) -> Section {
             sec.push(Block::Table(t));
         }
         Ok(None) => sec.missing("plan/dataset.json"),
-        Err(e) => ctx.problem(&mut sec, e),
+        Err(e) => ctx.problem(sec, e),
     }
-    // Folds.
-    let sp = dir.join("splits_final.json");
-    match ctx.run.json(&sp) {
+}
+
+/// `splits_final.json`: cases per fold.
+fn folds(ctx: &mut Ctx, sec: &mut Section, sp: &std::path::Path) {
+    match ctx.run.json(sp) {
         Ok(Some(Value::Array(folds))) => {
             let mut t = Table::new(
                 "plans-splits",
@@ -136,9 +147,8 @@ pub fn build(ctx: &mut Ctx) -> Section {
             }
             sec.push(Block::Table(t));
         }
-        Ok(Some(_)) => ctx.problem(&mut sec, format!("{}: expected a list of folds", ctx.run.rel(&sp))),
+        Ok(Some(_)) => ctx.problem(sec, format!("{}: expected a list of folds", ctx.run.rel(sp))),
         Ok(None) => sec.missing("plan/splits_final.json"),
-        Err(e) => ctx.problem(&mut sec, e),
+        Err(e) => ctx.problem(sec, e),
     }
-    sec
 }

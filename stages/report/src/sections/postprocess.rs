@@ -18,6 +18,8 @@ pub fn describe(step: &PostprocessingStep, whole_foreground: bool) -> String {
     }
 }
 
+/// The section (~110 lines, kept whole: decision, trials table and chart read the one
+/// `postprocessing.json` in the order the page shows them).
 pub fn build(ctx: &mut Ctx) -> Section {
     let mut sec = Section::new("postprocessing", "Post-processing");
     let dir = ctx.run.stage_dir("postprocess");

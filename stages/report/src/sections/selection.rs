@@ -60,19 +60,36 @@ pub fn build(ctx: &mut Ctx) -> Section {
         ctx.missing(&mut sec, "select", "the ensemble-select stage (no select/ folder)".into());
         return sec;
     }
+    let ranking = read_ranking(ctx, &mut sec, &dir);
+    match &ranking {
+        Some(r) if !r.is_empty() => {
+            sec.push(Block::Table(ranking_table(ctx, r)));
+            sec.push(Block::Figures(vec![ranking_figure(r)]));
+            ctx.summary.ranking = r.clone();
+        }
+        Some(_) => sec.info("the ranking is empty"),
+        None => sec.missing("select/ranking.parquet and select/ranking.json"),
+    }
+    chosen(ctx, &mut sec, &dir, ranking.as_deref());
+    sec
+}
+
+/// The ranking from `ranking.parquet`, with members from `ranking.json` where the table has
+/// none; `ranking.json` alone when the table is missing or unreadable.
+fn read_ranking(ctx: &mut Ctx, sec: &mut Section, dir: &std::path::Path) -> Option<Vec<CvScore>> {
     let pq = dir.join("ranking.parquet");
     let js = dir.join("ranking.json");
     let json_rows = match ctx.run.json(&js) {
         Ok(Some(v)) => match from_json(&v) {
             Ok(r) => Some(r),
             Err(e) => {
-                ctx.problem(&mut sec, format!("{}: {e}", ctx.run.rel(&js)));
+                ctx.problem(sec, format!("{}: {e}", ctx.run.rel(&js)));
                 None
             }
         },
         Ok(None) => None,
         Err(e) => {
-            ctx.problem(&mut sec, e);
+            ctx.problem(sec, e);
             None
         }
     };
@@ -80,17 +97,16 @@ pub fn build(ctx: &mut Ctx) -> Section {
         Ok(Some(t)) => match from_parquet(&t) {
             Ok(r) => Some(r),
             Err(e) => {
-                ctx.problem(&mut sec, format!("{}: {e}", ctx.run.rel(&pq)));
+                ctx.problem(sec, format!("{}: {e}", ctx.run.rel(&pq)));
                 None
             }
         },
         Ok(None) => None,
         Err(e) => {
-            ctx.problem(&mut sec, e);
+            ctx.problem(sec, e);
             None
         }
     };
-    // Members from the JSON where the table has none.
     if let (Some(r), Some(j)) = (ranking.as_mut(), json_rows.as_ref()) {
         for row in r.iter_mut().filter(|row| row.members.is_empty()) {
             if let Some(m) = j.iter().find(|x| x.name == row.name) {
@@ -98,73 +114,72 @@ pub fn build(ctx: &mut Ctx) -> Section {
             }
         }
     }
-    let ranking = ranking.or(json_rows);
-    match &ranking {
-        Some(r) if !r.is_empty() => {
-            let mut classes: Vec<String> = Vec::new();
-            for row in r {
-                for (k, _) in &row.per_class {
-                    if !classes.contains(k) {
-                        classes.push(k.clone());
-                    }
-                }
+    ranking.or(json_rows)
+}
+
+fn ranking_table(ctx: &Ctx, r: &[CvScore]) -> Table {
+    let mut classes: Vec<String> = Vec::new();
+    for row in r {
+        for (k, _) in &row.per_class {
+            if !classes.contains(k) {
+                classes.push(k.clone());
             }
-            let mut headers = vec!["rank".to_string(), "model".to_string(), "members".to_string()];
-            headers.push("foreground Dice".into());
-            headers.extend(classes.iter().map(|k| ctx.class_header(k)));
-            let mut t = Table::new(
-                "selection-ranking",
-                "Configurations and ensembles ranked by cross-validation foreground Dice",
-                headers,
-            );
-            for (i, row) in r.iter().enumerate() {
-                let mut cells = vec![
-                    Cell::int(i as i64 + 1),
-                    Cell::text(&row.name),
-                    Cell::text(row.members.join(" + ")),
-                    Cell::num(row.foreground_dice, fmt::score),
-                ];
-                for k in &classes {
-                    let v = row.per_class.iter().find(|(kk, _)| kk == k).map_or(f64::NAN, |x| x.1);
-                    cells.push(Cell::num(v, fmt::score));
-                }
-                t.rows.push(cells);
-            }
-            sec.push(Block::Table(t));
-            let chart = BarChart {
-                title: "Cross-validation foreground Dice".into(),
-                y_label: "Dice".into(),
-                categories: r
-                    .iter()
-                    .map(|x| if x.members.len() > 1 { x.members.join("+") } else { x.name.clone() })
-                    .collect(),
-                groups: vec![BarGroup {
-                    name: "foreground Dice".into(),
-                    colour: colour(1),
-                    values: r.iter().map(|x| x.foreground_dice).collect(),
-                }],
-                y_range: Some((0.0, 1.0)),
-                value_labels: Some(fmt::score),
-            };
-            let w = chart.width_for(480);
-            sec.push(Block::Figures(vec![Figure {
-                file: "selection_ranking.svg".into(),
-                caption: "Foreground Dice of every candidate (configurations and pair ensembles)".into(),
-                content: FigureContent::Svg(chart.to_svg(w, 320)),
-            }]));
-            ctx.summary.ranking = r.clone();
         }
-        Some(_) => sec.info("the ranking is empty"),
-        None => sec.missing("select/ranking.parquet and select/ranking.json"),
     }
-    let cp = dir.join("chosen.json");
-    match ctx.run.json(&cp) {
+    let mut headers = vec!["rank".to_string(), "model".to_string(), "members".to_string()];
+    headers.push("foreground Dice".into());
+    headers.extend(classes.iter().map(|k| ctx.class_header(k)));
+    let mut t = Table::new(
+        "selection-ranking",
+        "Configurations and ensembles ranked by cross-validation foreground Dice",
+        headers,
+    );
+    for (i, row) in r.iter().enumerate() {
+        let mut cells = vec![
+            Cell::int(i as i64 + 1),
+            Cell::text(&row.name),
+            Cell::text(row.members.join(" + ")),
+            Cell::num(row.foreground_dice, fmt::score),
+        ];
+        for k in &classes {
+            let v = row.per_class.iter().find(|(kk, _)| kk == k).map_or(f64::NAN, |x| x.1);
+            cells.push(Cell::num(v, fmt::score));
+        }
+        t.rows.push(cells);
+    }
+    t
+}
+
+fn ranking_figure(r: &[CvScore]) -> Figure {
+    let chart = BarChart {
+        title: "Cross-validation foreground Dice".into(),
+        y_label: "Dice".into(),
+        categories: r.iter().map(|x| if x.members.len() > 1 { x.members.join("+") } else { x.name.clone() }).collect(),
+        groups: vec![BarGroup {
+            name: "foreground Dice".into(),
+            colour: colour(1),
+            values: r.iter().map(|x| x.foreground_dice).collect(),
+        }],
+        y_range: Some((0.0, 1.0)),
+        value_labels: Some(fmt::score),
+    };
+    let w = chart.width_for(480);
+    Figure {
+        file: "selection_ranking.svg".into(),
+        caption: "Foreground Dice of every candidate (configurations and pair ensembles)".into(),
+        content: FigureContent::Svg(chart.to_svg(w, 320)),
+    }
+}
+
+/// `chosen.json`: the selected model (its Dice from the ranking when the file has none).
+fn chosen(ctx: &mut Ctx, sec: &mut Section, dir: &std::path::Path, ranking: Option<&[CvScore]>) {
+    match ctx.run.json(&dir.join("chosen.json")) {
         Ok(Some(v)) => {
             let name = v.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
             let fg = v
                 .get("foreground_dice")
                 .map(|x| num(Some(x)))
-                .or_else(|| ranking.as_ref().and_then(|r| r.iter().find(|x| x.name == name)).map(|x| x.foreground_dice))
+                .or_else(|| ranking.and_then(|r| r.iter().find(|x| x.name == name)).map(|x| x.foreground_dice))
                 .unwrap_or(f64::NAN);
             let chosen = ChosenModel {
                 name,
@@ -182,7 +197,6 @@ pub fn build(ctx: &mut Ctx) -> Section {
             ctx.summary.chosen = Some(chosen);
         }
         Ok(None) => sec.missing("select/chosen.json"),
-        Err(e) => ctx.problem(&mut sec, e),
+        Err(e) => ctx.problem(sec, e),
     }
-    sec
 }

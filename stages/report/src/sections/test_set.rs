@@ -7,6 +7,7 @@ use crate::doc::{Block, Cell, Section, Table};
 use crate::fmt;
 use crate::summary::TestBrief;
 
+/// The section (~80 lines: summary, per-class table, per-case table and chart, in page order).
 pub fn build(ctx: &mut Ctx) -> Section {
     let mut sec = Section::new("test-set", "Test set");
     let pdir = ctx.run.stage_dir("predict");

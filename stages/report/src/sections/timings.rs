@@ -13,8 +13,8 @@ pub fn build(ctx: &mut Ctx) -> Section {
         return sec;
     }
     sec.push(Block::Para(
-        "Build time: the sum of the units' build durations recorded in their cache manifests (also for \
-         units taken from the cache in this run). This run: wall time spent on the units in this run."
+        "Build time: the sum of the units' build durations recorded in run.json (also for units taken \
+         from the cache in this run). This run: wall time spent on the units in this run."
             .into(),
     ));
     let headers =
@@ -71,7 +71,7 @@ pub fn build(ctx: &mut Ctx) -> Section {
         let w = chart.width_for(480);
         sec.push(Block::Figures(vec![Figure {
             file: "timings.svg".into(),
-            caption: "Build time per stage (seconds, from the cache manifests)".into(),
+            caption: "Build time per stage (seconds, from run.json)".into(),
             content: FigureContent::Svg(chart.to_svg(w, 300)),
         }]));
     }

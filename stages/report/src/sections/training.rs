@@ -87,141 +87,155 @@ pub fn build(ctx: &mut Ctx) -> Section {
         return sec;
     }
     for (cfg, cdir) in configs {
-        sec.push(Block::Heading(format!("Configuration {cfg}")));
-        let headers = [
-            "fold",
-            "epochs",
-            "train loss",
-            "val loss",
-            "pseudo Dice",
-            "EMA Dice",
-            "best EMA Dice",
-            "best epoch",
-            "final lr",
-            "mean epoch (s)",
-            "mean data wait (s)",
-        ];
-        let mut t = Table::new(
-            &format!("training-{}", slug(&cfg)),
-            format!("{cfg}: last epoch of each fold"),
-            headers.iter().map(|s| s.to_string()).collect(),
-        );
-        let mut figs: Vec<Vec<Figure>> = Vec::new();
-        let mut ema_series = Vec::new();
-        let folds = axis_dirs(&cdir, "fold");
-        if folds.is_empty() {
-            sec.missing(format!("train/configuration={cfg}: no fold folders"));
-        }
-        for (k, (fold, fdir)) in folds.iter().enumerate() {
-            let p = fdir.join("log.parquet");
-            let log = match ctx.run.table(&p) {
-                Ok(Some(t)) => match EpochLog::from_table(&t) {
-                    Ok(l) => l,
-                    Err(e) => {
-                        ctx.problem(&mut sec, format!("{}: {e}", ctx.run.rel(&p)));
-                        continue;
-                    }
-                },
-                Ok(None) => {
-                    sec.missing(format!("{} (fold {fold} has no epoch log)", ctx.run.rel(&p)));
-                    continue;
-                }
-                Err(e) => {
-                    ctx.problem(&mut sec, e);
-                    continue;
-                }
-            };
-            let (best_i, best_v) = best(&log.ema_fg_dice).unwrap_or((usize::MAX, f64::NAN));
-            let best_epoch = log.epoch.get(best_i).copied().unwrap_or(f64::NAN);
-            t.rows.push(vec![
-                Cell::text(fold),
-                Cell::int(log.epoch.len() as i64),
-                Cell::num(last(&log.train_loss), fmt::loss),
-                Cell::num(last(&log.val_loss), fmt::loss),
-                Cell::num(last(&log.mean_fg_dice), fmt::score),
-                Cell::num(last(&log.ema_fg_dice), fmt::score),
-                Cell::num(best_v, fmt::score),
-                Cell::num(best_epoch, fmt::trimmed),
-                Cell::num(last(&log.lr), fmt::sci),
-                Cell::num(mean(&log.epoch_seconds), fmt::seconds),
-                Cell::num(mean(&log.data_wait_seconds), fmt::seconds),
-            ]);
-            let base = format!("train_{}_fold{}", slug(&cfg), slug(fold));
-            let loss = LineChart {
-                title: format!("{cfg} fold {fold}: loss"),
-                x_label: "epoch".into(),
-                y_label: "loss".into(),
-                series: vec![
-                    log.series("train", &log.train_loss, 1, false),
-                    log.series("val", &log.val_loss, 0, false),
-                ],
-                y_range: None,
-            };
-            let mut ds = vec![
-                log.series("pseudo Dice", &log.mean_fg_dice, 2, false),
-                log.series("EMA", &log.ema_fg_dice, 5, false),
-            ];
-            for (i, (key, v)) in log.class_dice.iter().enumerate() {
-                ds.push(log.series(&ctx.class_header(key), v, i, true));
-            }
-            let dice = LineChart {
-                title: format!("{cfg} fold {fold}: pseudo Dice"),
-                x_label: "epoch".into(),
-                y_label: "Dice".into(),
-                series: ds,
-                y_range: Some((0.0, 1.0)),
-            };
-            // One row per fold: loss and Dice side by side.
-            figs.push(vec![
-                svg_figure(
-                    format!("{base}_loss.svg"),
-                    format!("{cfg}, fold {fold}: training and validation loss per epoch"),
-                    &loss,
-                    560,
-                    300,
-                ),
-                svg_figure(
-                    format!("{base}_dice.svg"),
-                    format!("{cfg}, fold {fold}: pseudo Dice of the validation patches (mean, EMA, per class dashed)"),
-                    &dice,
-                    560,
-                    300,
-                ),
-            ]);
-            ema_series.push(Series {
-                name: format!("fold {fold}"),
-                points: log.epoch.iter().zip(&log.ema_fg_dice).map(|(e, y)| (*e, *y)).collect(),
-                colour: colour(k),
-                dashed: false,
-            });
-        }
-        if !t.rows.is_empty() {
-            sec.push(Block::Table(t));
-        }
-        if ema_series.len() > 1 {
-            let chart = LineChart {
-                title: format!("{cfg}: EMA pseudo Dice per fold"),
-                x_label: "epoch".into(),
-                y_label: "EMA Dice".into(),
-                series: ema_series,
-                y_range: Some((0.0, 1.0)),
-            };
-            figs.insert(
-                0,
-                vec![svg_figure(
-                    format!("train_{}_ema.svg", slug(&cfg)),
-                    format!("{cfg}: EMA pseudo Dice of every fold"),
-                    &chart,
-                    560,
-                    300,
-                )],
-            );
-        }
-        for row in figs {
-            sec.push(Block::Figures(row));
-        }
+        configuration(ctx, &mut sec, &cfg, &cdir);
     }
     sec
+}
+
+/// One configuration: a table with the last epoch of each fold, an EMA chart over folds, and
+/// loss and Dice charts per fold.
+fn configuration(ctx: &mut Ctx, sec: &mut Section, cfg: &str, cdir: &std::path::Path) {
+    sec.push(Block::Heading(format!("Configuration {cfg}")));
+    let headers = [
+        "fold",
+        "epochs",
+        "train loss",
+        "val loss",
+        "pseudo Dice",
+        "EMA Dice",
+        "best EMA Dice",
+        "best epoch",
+        "final lr",
+        "mean epoch (s)",
+        "mean data wait (s)",
+    ];
+    let mut t = Table::new(
+        &format!("training-{}", slug(cfg)),
+        format!("{cfg}: last epoch of each fold"),
+        headers.iter().map(|s| s.to_string()).collect(),
+    );
+    let mut figs: Vec<Vec<Figure>> = Vec::new();
+    let mut ema_series = Vec::new();
+    let folds = axis_dirs(cdir, "fold");
+    if folds.is_empty() {
+        sec.missing(format!("train/configuration={cfg}: no fold folders"));
+    }
+    for (k, (fold, fdir)) in folds.iter().enumerate() {
+        let Some(log) = fold_log(ctx, sec, fold, &fdir.join("log.parquet")) else { continue };
+        t.rows.push(last_epoch_row(fold, &log));
+        figs.push(fold_figures(ctx, cfg, fold, &log));
+        ema_series.push(Series {
+            name: format!("fold {fold}"),
+            points: log.epoch.iter().zip(&log.ema_fg_dice).map(|(e, y)| (*e, *y)).collect(),
+            colour: colour(k),
+            dashed: false,
+        });
+    }
+    if !t.rows.is_empty() {
+        sec.push(Block::Table(t));
+    }
+    if ema_series.len() > 1 {
+        let chart = LineChart {
+            title: format!("{cfg}: EMA pseudo Dice per fold"),
+            x_label: "epoch".into(),
+            y_label: "EMA Dice".into(),
+            series: ema_series,
+            y_range: Some((0.0, 1.0)),
+        };
+        figs.insert(
+            0,
+            vec![svg_figure(
+                format!("train_{}_ema.svg", slug(cfg)),
+                format!("{cfg}: EMA pseudo Dice of every fold"),
+                &chart,
+                560,
+                300,
+            )],
+        );
+    }
+    for row in figs {
+        sec.push(Block::Figures(row));
+    }
+}
+
+/// A fold's epoch log; a missing or unreadable one is noted in the section.
+fn fold_log(ctx: &mut Ctx, sec: &mut Section, fold: &str, p: &std::path::Path) -> Option<EpochLog> {
+    match ctx.run.table(p) {
+        Ok(Some(t)) => match EpochLog::from_table(&t) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                ctx.problem(sec, format!("{}: {e}", ctx.run.rel(p)));
+                None
+            }
+        },
+        Ok(None) => {
+            sec.missing(format!("{} (fold {fold} has no epoch log)", ctx.run.rel(p)));
+            None
+        }
+        Err(e) => {
+            ctx.problem(sec, e);
+            None
+        }
+    }
+}
+
+/// The table row of a fold: its last epoch and its best EMA.
+fn last_epoch_row(fold: &str, log: &EpochLog) -> Vec<Cell> {
+    let (best_i, best_v) = best(&log.ema_fg_dice).unwrap_or((usize::MAX, f64::NAN));
+    let best_epoch = log.epoch.get(best_i).copied().unwrap_or(f64::NAN);
+    vec![
+        Cell::text(fold),
+        Cell::int(log.epoch.len() as i64),
+        Cell::num(last(&log.train_loss), fmt::loss),
+        Cell::num(last(&log.val_loss), fmt::loss),
+        Cell::num(last(&log.mean_fg_dice), fmt::score),
+        Cell::num(last(&log.ema_fg_dice), fmt::score),
+        Cell::num(best_v, fmt::score),
+        Cell::num(best_epoch, fmt::trimmed),
+        Cell::num(last(&log.lr), fmt::sci),
+        Cell::num(mean(&log.epoch_seconds), fmt::seconds),
+        Cell::num(mean(&log.data_wait_seconds), fmt::seconds),
+    ]
+}
+
+/// One row of figures per fold: loss and Dice side by side.
+fn fold_figures(ctx: &Ctx, cfg: &str, fold: &str, log: &EpochLog) -> Vec<Figure> {
+    let base = format!("train_{}_fold{}", slug(cfg), slug(fold));
+    let loss = LineChart {
+        title: format!("{cfg} fold {fold}: loss"),
+        x_label: "epoch".into(),
+        y_label: "loss".into(),
+        series: vec![log.series("train", &log.train_loss, 1, false), log.series("val", &log.val_loss, 0, false)],
+        y_range: None,
+    };
+    let mut ds =
+        vec![log.series("pseudo Dice", &log.mean_fg_dice, 2, false), log.series("EMA", &log.ema_fg_dice, 5, false)];
+    for (i, (key, v)) in log.class_dice.iter().enumerate() {
+        ds.push(log.series(&ctx.class_header(key), v, i, true));
+    }
+    let dice = LineChart {
+        title: format!("{cfg} fold {fold}: pseudo Dice"),
+        x_label: "epoch".into(),
+        y_label: "Dice".into(),
+        series: ds,
+        y_range: Some((0.0, 1.0)),
+    };
+    vec![
+        svg_figure(
+            format!("{base}_loss.svg"),
+            format!("{cfg}, fold {fold}: training and validation loss per epoch"),
+            &loss,
+            560,
+            300,
+        ),
+        svg_figure(
+            format!("{base}_dice.svg"),
+            format!("{cfg}, fold {fold}: pseudo Dice of the validation patches (mean, EMA, per class dashed)"),
+            &dice,
+            560,
+            300,
+        ),
+    ]
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Hand-written SVG charts: line charts (training curves) and grouped bar charts (per-case
 //! Dice, rankings, timings). No scripts, no external fonts: the SVG is valid on its own and
-//! inlined in the HTML page.
+//! can be inlined in an HTML page.
 
 use std::fmt::Write;
 
@@ -22,8 +22,22 @@ pub fn esc(s: &str) -> String {
 
 /// Series colours of the charts (label 1, 2, ... in the Dice charts; same as the PNG contours).
 pub fn colour(i: usize) -> String {
-    let c = crate::png::PALETTE[i % crate::png::PALETTE.len()];
+    let c = crate::PALETTE[i % crate::PALETTE.len()];
     format!("#{:02x}{:02x}{:02x}", c[0], c[1], c[2])
+}
+
+/// `charts` (each `width` × `height`, as their `to_svg` draws them) one above the other in one
+/// SVG document.
+pub fn stack(charts: &[String], width: usize, height: usize) -> String {
+    let total = height * charts.len();
+    let mut o = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{total}" viewBox="0 0 {width} {total}">"#
+    );
+    for (i, c) in charts.iter().enumerate() {
+        let _ = write!(o, r#"<g transform="translate(0 {})">{c}</g>"#, i * height);
+    }
+    o.push_str("</svg>");
+    o
 }
 
 /// A "nice" tick step (1, 2 or 5 × 10^k) for about `n` intervals over `span`.
@@ -277,6 +291,8 @@ impl BarChart {
         ((PAD_L + PAD_R + per_cat * self.categories.len() as f64) as usize).max(min_width)
     }
 
+    /// The chart as SVG. One function (~85 lines): frame, axis, bars and labels share the
+    /// pixel geometry computed at the top.
     pub fn to_svg(&self, width: usize, height: usize) -> String {
         let (w, h) = (width as f64, height as f64);
         let mut o = String::new();
@@ -407,8 +423,11 @@ mod tests {
         let svg = long.to_svg(400, 300);
         let pts = svg.split("points=\"").nth(1).unwrap().split('"').next().unwrap().split(' ').count();
         assert!(pts <= 2 * 400 + 1 && pts > 400, "{pts} points drawn");
-        let empty = LineChart { series: vec![], ..c };
+        let empty = LineChart { series: vec![], ..c.clone() };
         assert!(empty.to_svg(400, 300).contains("no data"));
+        let both = stack(&[c.to_svg(400, 300), empty.to_svg(400, 300)], 400, 300);
+        assert!(both.contains(r#"height="600""#) && both.contains("translate(0 300)"));
+        assert_eq!(both.matches("<svg").count(), 3);
     }
 
     #[test]
