@@ -18,7 +18,7 @@ cd "$here"
 bin="${CARGO_TARGET_DIR:-$HOME/.cache/nnunet-rs/target}/release/pipeline"
 peer_work="${PEER_WORK:-$HOME/.cache/nnunet-peer}"
 out="$here/bench/out"
-big="$out/bigct"
+big="$out/bigct-pre"
 threads=$(nproc)
 name=Dataset902_BigCT
 [ -x "$bin" ] || { echo "bigct: build first (make build)" >&2; exit 2; }
@@ -66,6 +66,6 @@ row "big CT files per case and configuration in the preprocessed store" "$(per "
 row "big CT files in the whole output (ours: the cache incl. manifests, refs, locks)" "$(find -L "$big/cache" -type f | wc -l)" "$(find "$nnUNet_preprocessed/$name" -type f | wc -l)" ""
 mkdir -p "$big/ours-pre"
 for c in 2d 3d_fullres; do ln -sfn "$big/runs/bigct/resample/configuration=$c/nnUNetPlans_$c.zarr" "$big/ours-pre/nnUNetPlans_$c"; done
-if python3 scripts/compare_preprocessed.py "$big/ours-pre" "$nnUNet_preprocessed/$name" > "$big/parity.log" 2>&1; then parity=PASS; else parity="FAIL (see bench/out/bigct/parity.log)"; fi
+if python3 scripts/compare_preprocessed.py "$big/ours-pre" "$nnUNet_preprocessed/$name" > "$big/parity.log" 2>&1; then parity=PASS; else parity="FAIL (see bench/out/bigct-pre/parity.log)"; fi
 row "big CT preprocessed arrays vs nnU-Net, read with zarr-python $(python3 -c 'import zarr; print(zarr.__version__)') (data 1e-3, labels 99.9%)" "$parity" "reference" ""
 tail -3 "$big/parity.log"

@@ -5,6 +5,7 @@
 #   make bench                    # everything except the equal-budget training (~10 min)
 #   BENCH_TRAIN=1 make bench      # also train both at the CPU budget and compare CV Dice (~1 h)
 #   bash scripts/parity-synth.sh  # only the synthetic anisotropic CT parity (part of both)
+#   bash bench/bigct.sh           # only the big-CT preprocessing rows (part of both; BENCH_BIGCT=0 skips)
 #
 # Each row is measured in this run, ours and theirs back to back. Timings are wall clock on an
 # otherwise idle machine; RSS is the peak resident set of the whole process tree (GNU time).
