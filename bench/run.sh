@@ -5,6 +5,7 @@
 #   make bench                    # everything except the equal-budget training (~10 min)
 #   BENCH_TRAIN=1 make bench      # also train both at the CPU budget and compare CV Dice (~1 h)
 #   bash scripts/parity-synth.sh  # only the synthetic anisotropic CT parity (part of both)
+#   bash bench/bigct.sh           # only the big-CT preprocessing rows (part of both; BENCH_BIGCT=0 skips)
 #
 # Each row is measured in this run, ours and theirs back to back. Timings are wall clock on an
 # otherwise idle machine; RSS is the peak resident set of the whole process tree (GNU time).
@@ -39,6 +40,8 @@ bash "$peer_dir/setup.sh" "$peer_work" > "$out/peer-setup.log" 2>&1
 # shellcheck disable=SC1091
 source "$peer_work/env.sh"
 pre="$nnUNet_preprocessed/Dataset004_Hippocampus"
+# compare_preprocessed.py reads our stores with zarr-python 3 (also a check that it can).
+python3 -c "import zarr,sys; sys.exit(0 if int(zarr.__version__.split('.')[0]) >= 3 else 1)" 2>/dev/null || python3 -m pip install -q "zarr>=3" > "$out/zarr-install.log" 2>&1
 
 # --- preprocessing (fingerprint, plan, normalize, resample of 2d + 3d_fullres), cold cache ---
 bash scripts/preprocess-yaml.sh bench "$data" "$out/cache" "$out/runs" > "$out/hippocampus.yaml"
@@ -61,6 +64,13 @@ row "preprocessed arrays vs nnU-Net (data 1e-3, labels 99.9%)" "$parity" "refere
 echo "bench: synthetic anisotropic CT (scripts/parity-synth.sh)"
 BENCH_ROWS="$rows" bash scripts/parity-synth.sh > "$out/parity-synth.log" 2>&1 || echo "bench: synthetic parity FAILED (see bench/out/parity-synth.log)"
 tail -2 "$out/parity-synth.log"
+
+# --- big CT: verify + fingerprint + plan + preprocess at CT size (issue 15), cold caches ---
+if [ "${BENCH_BIGCT:-1}" = 1 ]; then
+  echo "bench: big CT preprocessing (bench/bigct.sh)"
+  BENCH_ROWS="$rows" bash bench/bigct.sh > "$out/bigct.log" 2>&1 || echo "bench: big CT FAILED (see bench/out/bigct.log)"
+  tail -6 "$out/bigct.log"
+fi
 
 # --- cached rerun: nothing to do ---
 echo "bench: cached rerun overhead"
@@ -211,7 +221,7 @@ mem = next((int(l.split()[1]) // 1024 // 1024 for l in open("/proc/meminfo") if 
 torch = subprocess.run(["python3", "-c", "import torch;print(torch.__version__)"], capture_output=True, text=True).stdout.strip()
 lines = ["# Benchmarks: this project vs nnU-Net v2", "",
          f"Produced by `make bench` (bench/run.sh) on {datetime.date.today()}: {cpu}, {threads} cores, {mem} GiB RAM, "
-         f"no GPU; data: MSD Task04_Hippocampus (260 training cases); peer: nnunetv2 2.8.1 (torch {torch} in its venv). "
+         f"no GPU; data: MSD Task04_Hippocampus (260 training cases) and a synthetic CT set (`pipeline synth`, 10 cases of ~160x320x320, the `big CT` rows); peer: nnunetv2 2.8.1 (torch {torch} in its venv). "
          "Every row was measured in the same run, ours and the peer's back to back.", "",
          "| what | ours | nnU-Net v2 | ratio |", "|---|---|---|---|"]
 for l in open(rows):

@@ -1,83 +1,43 @@
 #!/usr/bin/env python3
 """Compares our preprocessed case stores with nnU-Net's preprocessed output.
 
-Usage (with the peer venv, which has numpy, blosc2 and imagecodecs):
+Usage (with the peer venv, which has numpy and blosc2; zarr>=3 is installed into it by
+bench/run.sh and scripts/parity-synth.sh):
     source ~/.cache/nnunet-peer/env.sh
     python scripts/compare_preprocessed.py OUR_DIR PEER_PRE_DIR [--configs 2d,3d_fullres]
 
 OUR_DIR holds one folder per data identifier, e.g. links to a run's
-resample/configuration=C/<data_identifier>.zarr stores (<case>/{data,seg,class_locations}, Zarr v3,
-zstd chunks; bench/run.sh and scripts/parity-synth.sh set these links up);
+resample/configuration=C/<data_identifier>.zarr stores: Zarr v3 groups with arrays <case> (data,
+[C, Z, Y, X], case properties in its attributes) and <case>_seg, one shard file each, read here
+with zarr-python 3 (so this comparison also checks that zarr-python reads what we write);
 PEER_PRE_DIR is nnU-Net's nnUNet_preprocessed/DatasetXXX folder (<data_identifier>/<case>.b2nd,
 <case>_seg.b2nd, <case>.pkl).
 
 Per case it prints the max abs difference of the data, the percentage of identical seg voxels and
-whether shapes, bbox and crop shapes agree; then a summary against the parity criteria:
+whether shapes, bboxes and crop shapes agree; then a summary against the parity criteria:
 data within 1e-3 abs, seg >= 99.9% identical, identical shapes and bboxes. Exit status 1 on fail.
 """
 import argparse
-import itertools
 import json
 import os
 import pickle
 import sys
 
 import numpy as np
-
-try:
-    import imagecodecs
-
-    def zstd_decode(b):
-        return imagecodecs.zstd_decode(b)
-except ImportError:  # fall back to the zstandard module when present
-    import zstandard
-
-    def zstd_decode(b):
-        return zstandard.ZstdDecompressor().decompress(b)
-
 import blosc2
+import zarr
 
 DATA_TOL = 1e-3
 SEG_MIN_IDENTICAL = 99.9
-DTYPES = {"float32": "<f4", "int8": "i1", "int16": "<i2", "int32": "<i4", "uint8": "u1", "float64": "<f8"}
 
 
-def read_zarr_array(path):
-    """Reads a Zarr v3 array with a regular grid, default chunk keys ('/' or '.') and bytes(little)+zstd codecs."""
-    with open(os.path.join(path, "zarr.json")) as f:
-        meta = json.load(f)
-    shape = meta["shape"]
-    chunks = meta["chunk_grid"]["configuration"]["chunk_shape"]
-    dtype = np.dtype(DTYPES[meta["data_type"]])
-    codecs = [c["name"] for c in meta["codecs"]]
-    fill = meta.get("fill_value", 0)
-    out = np.full(shape, fill if not isinstance(fill, str) else np.nan, dtype=dtype)
-    sep = meta["chunk_key_encoding"].get("configuration", {}).get("separator", "/")
-    grid = [-(-s // c) for s, c in zip(shape, chunks)]
-    for idx in itertools.product(*[range(g) for g in grid]):
-        if sep == "/":
-            p = os.path.join(path, "c", *[str(i) for i in idx])
-        else:
-            p = os.path.join(path, sep.join(["c"] + [str(i) for i in idx]))
-        if not os.path.isfile(p):
-            continue
-        with open(p, "rb") as f:
-            raw = f.read()
-        if "zstd" in codecs:
-            raw = zstd_decode(raw)
-        chunk = np.frombuffer(raw, dtype=dtype).reshape(chunks)
-        sl = tuple(slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(idx, chunks, shape))
-        out[sl] = chunk[tuple(slice(0, s.stop - s.start) for s in sl)]
-    return out
-
-
-def read_ours(case_dir):
-    with open(os.path.join(case_dir, "zarr.json")) as f:
-        attrs = json.load(f)["attributes"]
-    data = read_zarr_array(os.path.join(case_dir, "data"))
-    seg = read_zarr_array(os.path.join(case_dir, "seg")).astype(np.int16)
+def read_ours(case_path):
+    """The case array <case> and its segmentation <case>_seg, through zarr-python."""
+    data = zarr.open_array(case_path, mode="r")
+    seg = zarr.open_array(case_path + "_seg", mode="r")
+    attrs = dict(data.attrs)
     counts = {json.dumps(e["key"]): e["count"] for e in attrs.get("class_locations", [])}
-    return data, seg, attrs, counts
+    return data[...], seg[...].astype(np.int16), attrs, counts
 
 
 def read_peer(cfg_dir, case):
@@ -99,7 +59,7 @@ def compare_config(ours_dir, peer_dir, verbose):
     rows, missing = [], []
     for case in cases:
         od = os.path.join(ours_dir, case)
-        if not os.path.isdir(od):
+        if not os.path.isfile(os.path.join(od, "zarr.json")):
             missing.append(case)
             continue
         d_o, s_o, a_o, c_o = read_ours(od)

@@ -22,6 +22,8 @@ name=Dataset901_SynthAniso
 [ -f "$peer_work/env.sh" ] || { echo "parity-synth: the peer is not set up: bash ../shared/peer/setup.sh" >&2; exit 2; }
 # shellcheck disable=SC1091
 source "$peer_work/env.sh"
+# compare_preprocessed.py reads our stores with zarr-python 3.
+python3 -c "import zarr,sys; sys.exit(0 if int(zarr.__version__.split('.')[0]) >= 3 else 1)" 2>/dev/null || python3 -m pip install -q "zarr>=3"
 mkdir -p "$out"
 ds="$out/$name"
 if [ ! -f "$ds/dataset.json" ]; then

@@ -304,6 +304,66 @@ impl Cache {
     }
 }
 
+/// What is wrong with a committed artifact ([`Cache::verify`]).
+#[derive(Clone, Debug, Serialize)]
+pub struct Damage {
+    /// The file, relative to the artifact's `out/` (`manifest.json` for the manifest itself).
+    pub file: String,
+    pub problem: String,
+}
+
+impl Cache {
+    /// Re-reads every file of the artifact in `dir` and checks it against the manifest: present,
+    /// the recorded size and the recorded blake3. Files of the artifact no manifest lists are
+    /// damage too (an artifact is exactly what was committed).
+    pub fn verify(&self, dir: &Path) -> Vec<Damage> {
+        let mp = dir.join("manifest.json");
+        let m = match fs::read(&mp)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<Manifest>(&b).map_err(|e| e.to_string()))
+        {
+            Ok(m) => m,
+            Err(e) => return vec![Damage { file: "manifest.json".into(), problem: format!("unreadable: {e}") }],
+        };
+        let out = dir.join("out");
+        let mut damage: Vec<Damage> = m
+            .files
+            .par_iter()
+            .filter_map(|(rel, e)| {
+                let p = out.join(rel);
+                let problem = match fs::metadata(&p) {
+                    Err(err) => format!("missing: {err}"),
+                    Ok(md) if md.len() != e.size => format!("size {} bytes, the manifest says {}", md.len(), e.size),
+                    Ok(_) => match hash_file(&p) {
+                        Err(err) => format!("unreadable: {err:#}"),
+                        Ok(h) if h != e.hash => "content differs from the manifest (blake3 mismatch)".to_string(),
+                        Ok(_) => return None,
+                    },
+                };
+                Some(Damage { file: rel.clone(), problem })
+            })
+            .collect();
+        if let Ok(files) = walk(&out) {
+            for p in files.into_iter().filter(|p| p.is_file()) {
+                let rel = p.strip_prefix(&out).expect("under out").to_string_lossy().replace('\\', "/");
+                if !m.files.contains_key(&rel) {
+                    damage.push(Damage { file: rel, problem: "not in the manifest".into() });
+                }
+            }
+        }
+        damage.sort_by(|a, b| a.file.cmp(&b.file));
+        damage
+    }
+
+    /// Removes a committed artifact: renamed into `tmp/` first (one atomic step, so no lookup
+    /// sees half of it), then deleted. The next run rebuilds it.
+    pub fn evict(&self, dir: &Path) -> Result<()> {
+        let trash = self.root.join("tmp").join(format!("evicted-{}", unique_suffix()));
+        fs::rename(dir, &trash).with_context(|| format!("cannot evict {}", dir.display()))?;
+        fs::remove_dir_all(&trash).with_context(|| format!("cannot remove {}", trash.display()))
+    }
+}
+
 /// blake3 of every file under `root`, keyed by relative path ('/' separated).
 pub fn hash_tree(root: &Path) -> Result<BTreeMap<String, FileEntry>> {
     let files: Vec<PathBuf> = walk(root)?.into_iter().filter(|p| p.is_file()).collect();

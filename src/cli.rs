@@ -47,6 +47,8 @@ pub enum Command {
     Show(ShowArgs),
     /// Remove artifacts no run refers to any more.
     Gc(GcArgs),
+    /// Re-verify every cached artifact (size and blake3 of each file) and evict damaged ones.
+    Fsck(FsckArgs),
     /// Write a synthetic nnU-Net raw dataset (for demos and tests).
     Synth(SynthArgs),
     /// Check a raw dataset like nnU-Net's verify_dataset_integrity.
@@ -95,6 +97,10 @@ pub struct RunArgs {
     /// CPU budget for parallel units (default: the machine's cores).
     #[arg(short = 'j', long)]
     pub jobs: Option<usize>,
+    /// Memory budget, e.g. 8G, 512M or 50%: fewer large cases run at once and preprocessing
+    /// streams in smaller slabs to stay within it (default: 3/4 of the machine's memory).
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
     /// Executor: local or slurm (default: the file's `executor`).
     #[arg(long)]
     pub executor: Option<String>,
@@ -144,6 +150,17 @@ pub struct GcArgs {
     #[command(flatten)]
     pub pipeline: PipelineArgs,
     /// Only print what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct FsckArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Only report damaged artifacts; evict nothing.
     #[arg(long)]
     pub dry_run: bool,
     #[arg(long)]

@@ -54,6 +54,9 @@ struct RawPipeline {
     device: Option<Spanned<String>>,
     #[serde(default)]
     jobs: Option<Spanned<usize>>,
+    /// Memory budget of a run, e.g. `8G` (see `memory.rs`).
+    #[serde(default)]
+    memory: Option<Spanned<String>>,
     #[serde(default)]
     params: IndexMap<String, Spanned<Value>>,
     #[serde(default)]
@@ -138,6 +141,8 @@ pub struct PipelineSpec {
     pub executor: Located<String>,
     pub device: Located<String>,
     pub jobs: Option<usize>,
+    /// Memory budget (`memory:`, `--set memory=`, `run --memory`), e.g. `8G`; None: the default.
+    pub memory: Option<Located<String>>,
     pub params: IndexMap<String, Located<Value>>,
     pub slurm: SlurmSettings,
     pub stages: Vec<StageSpec>,
@@ -247,6 +252,7 @@ pub fn parse(text: &str, file: &Path) -> Result<PipelineSpec> {
         executor: raw.executor.map(Located::from_spanned).unwrap_or_else(|| Located::cli("local".into())),
         device: raw.device.map(Located::from_spanned).unwrap_or_else(|| Located::cli("auto".into())),
         jobs: raw.jobs.map(|j| j.value),
+        memory: raw.memory.map(Located::from_spanned),
         params: raw.params.into_iter().map(|(k, v)| (k, Located::from_spanned(v))).collect(),
         slurm: raw.slurm.unwrap_or_default(),
         stages,
@@ -347,7 +353,7 @@ pub fn value_text(v: &Value) -> String {
 }
 
 /// Applies one override: `STAGE.PARAM`, `params.NAME` / `NAME` (global), or a top-level key
-/// (`device`, `executor`, `jobs`, `name`).
+/// (`device`, `executor`, `jobs`, `memory`, `name`).
 pub fn apply_set(spec: &mut PipelineSpec, key: &str, value: Value) -> Result<()> {
     let as_str = |v: &Value| match v {
         Value::String(s) => s.clone(),
@@ -356,6 +362,7 @@ pub fn apply_set(spec: &mut PipelineSpec, key: &str, value: Value) -> Result<()>
     match key {
         "device" => spec.device = Located::cli(as_str(&value)),
         "executor" => spec.executor = Located::cli(as_str(&value)),
+        "memory" => spec.memory = Some(Located::cli(as_str(&value))),
         "name" => spec.name = as_str(&value),
         "jobs" => {
             spec.jobs = Some(value.as_u64().ok_or_else(|| anyhow!("--set jobs: expected a positive integer"))? as usize)

@@ -142,6 +142,8 @@ pub trait StageKind: Send + Sync {
 pub struct ExecEnv {
     pub cpus: usize,
     pub device: String,
+    /// The run's memory budget: units holding large buffers reserve their peak from it.
+    pub memory: std::sync::Arc<crate::memory::MemoryBudget>,
 }
 
 /// An upstream artifact made available to a running unit.

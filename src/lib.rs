@@ -17,6 +17,7 @@ pub mod fsutil;
 pub mod key;
 pub mod kind;
 pub mod kinds;
+pub mod memory;
 pub mod outputs;
 pub mod params;
 pub mod progress;

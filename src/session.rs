@@ -149,7 +149,11 @@ mod tests {
     const STAGES: &str = "  fingerprint:\n    uses: fingerprint\n  plan:\n    uses: plan\n    needs: [fingerprint]\n";
 
     fn env() -> ExecEnv {
-        ExecEnv { cpus: 1, device: "cpu".into() }
+        ExecEnv {
+            cpus: 1,
+            device: "cpu".into(),
+            memory: std::sync::Arc::new(crate::memory::MemoryBudget::new(1 << 30)),
+        }
     }
 
     #[test]

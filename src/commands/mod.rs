@@ -13,6 +13,7 @@ use crate::statcache::StatCache;
 
 mod bench;
 mod data;
+mod fsck;
 mod pipeline;
 mod sweep;
 
@@ -56,6 +57,7 @@ pub fn dispatch(cmd: Command) -> Result<()> {
         Command::Dag(a) => pipeline::dag(a),
         Command::Show(a) => pipeline::show(a),
         Command::Gc(a) => pipeline::gc(a),
+        Command::Fsck(a) => fsck::fsck(a),
         Command::Cancel(a) => pipeline::cancel(a),
         Command::ExecUnit(a) => pipeline::exec_unit(a),
         // libtorch commands: `pipeline-torch` runs them (the engine binary hands over).
@@ -100,7 +102,12 @@ pub fn exec_env(spec: &PipelineSpec, jobs: Option<usize>) -> Result<ExecEnv> {
             spec.device.at()
         );
     }
-    Ok(ExecEnv { cpus, device: dev })
+    let memory = match &spec.memory {
+        None => crate::memory::MemoryBudget::from_setting(None)?,
+        Some(m) => crate::memory::MemoryBudget::from_setting(Some(&m.value))
+            .with_context(|| format!("{}: {}", spec.file.display(), m.at()))?,
+    };
+    Ok(ExecEnv { cpus, device: dev, memory: std::sync::Arc::new(memory) })
 }
 
 pub fn open_cache(spec: &PipelineSpec) -> Result<(Cache, StatCache)> {

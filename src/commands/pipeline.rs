@@ -12,7 +12,15 @@ use crate::session::UnitState;
 use crate::slurm;
 
 pub fn run(a: RunArgs) -> Result<()> {
-    let variants = load_variants(&a.pipeline)?;
+    let mut variants = load_variants(&a.pipeline)?;
+    if let Some(m) = &a.memory {
+        crate::memory::parse_size(m, crate::memory::machine_memory()).context("--memory")?;
+        for v in &mut variants {
+            v.memory = Some(crate::config::Located::cli(m.clone()));
+            // Cluster jobs re-create the variant from its `--set`s.
+            v.sets.push(format!("memory={m}"));
+        }
+    }
     let executor = a.executor.clone().unwrap_or_else(|| variants[0].executor.value.clone());
     match executor.as_str() {
         "local" => {}

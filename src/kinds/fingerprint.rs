@@ -66,6 +66,7 @@ impl StageKind for Fingerprint {
     fn run(&self, ctx: &RunCtx) -> Result<()> {
         match ctx.case {
             Some(case) => {
+                let _memory = ctx.env.memory.reserve(super::case_peak_bytes(case), ctx.cancel)?;
                 let images = case.read_images().with_context(|| format!("case {}", case.id))?;
                 let (label, _) = case.read_label().with_context(|| format!("case {}", case.id))?;
                 let mut fp = CaseFingerprint::compute(&images.channels, &label, images.spacing)

@@ -46,6 +46,44 @@ pub fn by_name(name: &str) -> Option<&'static dyn StageKind> {
     registry().iter().copied().find(|k| k.name() == name)
 }
 
+/// An error reading an upstream artifact at `dir`: names the artifact (`KIND/KEY`) and, when
+/// its stored data failed a checksum, says how to get it rebuilt.
+pub fn read_error(e: impl Into<anyhow::Error>, what: &str, dir: &Path) -> anyhow::Error {
+    let e: anyhow::Error = e.into();
+    let parts: Vec<String> = dir.components().map(|c| c.as_os_str().to_string_lossy().to_string()).collect();
+    let artifact = parts
+        .iter()
+        .rposition(|p| p == "artifacts")
+        .filter(|&i| i + 3 < parts.len())
+        .map(|i| format!(" (cache artifact {}/{})", parts[i + 1], parts[i + 3]))
+        .unwrap_or_default();
+    let damaged = format!("{e:#}").contains("checksum mismatch");
+    let hint = if damaged {
+        "; the cached data is damaged: `pipeline fsck` evicts damaged artifacts and the next run rebuilds them"
+    } else {
+        ""
+    };
+    e.context(format!("reading {what}{artifact}{hint}"))
+}
+
+/// Peak bytes of reading and cropping a raw case (fingerprint, normalize; the memory budget's
+/// estimate): its channels as f32, the label, the raw data being decoded, the nonzero mask and
+/// its hole filling. The voxel count
+/// comes from the NIfTI headers; other formats are guessed from the file sizes.
+pub(crate) fn case_peak_bytes(case: &nnunet_io::dataset::Case) -> u64 {
+    let files = case.files();
+    let voxels: u64 = files
+        .iter()
+        .map(|p| match nnunet_io::nifti::read_header(p) {
+            Ok(h) => (h.shape_zyx().iter().product::<usize>() * h.num_volumes().max(1)) as u64,
+            Err(_) => std::fs::metadata(p).map(|m| m.len() * 4).unwrap_or(0),
+        })
+        .max()
+        .unwrap_or(0);
+    let channels = case.images.len().max(1) as u64;
+    voxels * (channels * 4 + 2 + 2 + 4 + 2) + (24 << 20)
+}
+
 /// Reads a JSON file (`nnunet_io::fsio::read_json`; the error names the file).
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     nnunet_io::fsio::read_json(path).with_context(|| format!("cannot read {}", path.display()))

@@ -20,8 +20,8 @@ use nnunet_io::dataset::Dataset;
 use nnunet_io::table::{Column, Table};
 use nnunet_prep::class_locations::ClassSpec;
 use nnunet_prep::plans::Plans;
-use nnunet_prep::preprocess::{normalize_case, resample_case_with, ResampleCaseOptions};
-use nnunet_prep::store;
+use nnunet_prep::preprocess::{normalize_case, ResampleCaseOptions};
+use nnunet_prep::{store, stream};
 
 pub struct Normalize;
 
@@ -32,7 +32,8 @@ impl StageKind for Normalize {
     fn version(&self) -> u32 {
         // 2: raw (uncompressed) chunks, flat chunk keys
         // 3: every image format; NaN/inf read as 0; spacing in mm per NIfTI xyzt_units
-        3
+        // 4: zarrs store: arrays CASE and CASE_seg, one shard file each, crc32c per chunk
+        4
     }
     fn about(&self) -> &'static str {
         "per case: transpose, crop to nonzero, intensity normalization (§3, §4.1)"
@@ -52,11 +53,13 @@ impl StageKind for Normalize {
     fn run(&self, ctx: &RunCtx) -> Result<()> {
         let case = ctx.case()?;
         let plans: Plans = read_json(&ctx.input(super::PLAN)?.join("normalization.json"))?;
+        let _memory = ctx.env.memory.reserve(super::case_peak_bytes(case), ctx.cancel)?;
         let images = case.read_images().with_context(|| format!("case {}", case.id))?;
         let (label, _) = case.read_label().with_context(|| format!("case {}", case.id))?;
         let n = normalize_case(images.channels, Some(label), images.spacing, &plans)
             .with_context(|| format!("normalizing case {}", case.id))?;
-        store::write_normalized(&ctx.out, &n).with_context(|| format!("writing the normalized case {}", case.id))?;
+        store::write_normalized(&ctx.out.join(&case.id), &n)
+            .with_context(|| format!("writing the normalized case {}", case.id))?;
         Ok(())
     }
 }
@@ -77,7 +80,9 @@ impl StageKind for Resample {
     }
     fn version(&self) -> u32 {
         // 2: flat chunk keys, one chunk per array for small cases
-        2
+        // 3: zarrs store: arrays CASE and CASE_seg (one shard file each, crc32c per chunk), class
+        //    locations in the case's attributes: 4 files per case
+        3
     }
     fn about(&self) -> &'static str {
         "per configuration and case: resample to the target spacing, class locations, Zarr v3 store (§4)"
@@ -123,25 +128,38 @@ impl StageKind for Resample {
         let cfg = plans.configuration(&cfg_name)?;
         match ctx.case {
             Some(case) => {
-                let n = store::read_normalized(ctx.input(super::NORMALIZE)?)
-                    .with_context(|| format!("reading the normalized case {}", case.id))?;
+                let src = ctx.input(super::NORMALIZE)?.join(&case.id);
+                let what = format!("the normalized case {}", case.id);
+                let input = store::NormalizedReader::open(&src).map_err(|e| super::read_error(e, &what, &src))?;
                 let seed = ctx.param_i64("locations_seed")? as u64;
                 let labels = super::plan::read_labels(ctx.input(super::PLAN)?)?;
                 let opts = ResampleCaseOptions { classes: class_spec(&labels), ..Default::default() };
-                let p = resample_case_with(&n, &cfg, &plans, &opts, seed)
+                let need = stream::resample_peak_bytes(&input, &cfg)?;
+                let _memory = ctx.env.memory.reserve(need, ctx.cancel)?;
+                stream::resample_case_streamed(&input, &cfg, &opts, seed, &ctx.out.join(&case.id))
+                    .map_err(|e| super::read_error(e, &what, &src))
                     .with_context(|| format!("resampling case {} for {cfg_name}", case.id))?;
-                store::write_preprocessed(&ctx.out, &p, &cfg.patch_size)
-                    .with_context(|| format!("writing case {}", case.id))?;
                 Ok(())
             }
             None => {
-                // One store per configuration: root group + one group per case (hard links).
+                // One store per configuration: root group + arrays ID and ID_seg per case (hard links).
                 let root = ctx.out.join(format!("{}.zarr", cfg.data_identifier));
+                let all: Vec<String> = ctx.case_outputs.iter().map(|(id, _)| id.clone()).collect();
+                let clash = store::colliding_ids(&all);
+                if !clash.is_empty() {
+                    anyhow::bail!(
+                        "case ids {clash:?} clash with the segmentation arrays of cases {:?} in one store; rename those cases",
+                        clash.iter().map(|c| c.trim_end_matches("_seg")).collect::<Vec<_>>()
+                    );
+                }
                 let mut ids = Vec::new();
                 let mut shapes: Vec<[usize; 3]> = Vec::new();
                 for (i, (id, dir)) in ctx.case_outputs.iter().enumerate() {
                     (ctx.progress)(i as u64, ctx.case_outputs.len() as u64, "assembling the store");
-                    link_tree(dir, &root.join(id))?;
+                    for src in store::case_arrays(&dir.join(id)) {
+                        let name = src.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+                        link_tree(&src, &root.join(name))?;
+                    }
                     let cs = store::CaseStore::open(&root.join(id)).with_context(|| format!("case {id}"))?;
                     shapes.push(cs.shape());
                     ids.push(id.clone());

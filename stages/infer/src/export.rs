@@ -293,8 +293,13 @@ pub fn next_stage_path(fold_dir: &Path, next_stage: &str, case: &str) -> std::pa
 pub fn write_label_array(dir: &Path, seg: &Volume<i16>, attributes: serde_json::Value) -> Result<()> {
     let [z, y, x] = seg.shape;
     let chunks = [z.clamp(1, 64), y.clamp(1, 256), x.clamp(1, 256)];
-    let opts =
-        WriteOptions { chunks: &chunks, dimension_names: Some(&["z", "y", "x"]), zstd_level: Some(3), attributes };
+    let opts = WriteOptions {
+        chunks: &chunks,
+        shard: true,
+        dimension_names: Some(&["z", "y", "x"]),
+        zstd_level: Some(3),
+        attributes,
+    };
     ZarrArray::write(dir, &seg.shape, &seg.data, &opts)?;
     Ok(())
 }
@@ -315,13 +320,18 @@ pub fn read_label_array(dir: &Path) -> Result<Volume<i16>> {
 }
 
 /// Step 6: stores probabilities as an f32 Zarr array `[C, Z, Y, X]` at `dir` (one chunk per
-/// channel and up to 64×128×128 voxels), with `attributes` in its metadata.
+/// channel and up to 64×128×128 voxels, all in one shard file), with `attributes` in its metadata.
 pub fn write_probabilities(dir: &Path, probs: &Probabilities, attributes: serde_json::Value) -> Result<()> {
     let [z, y, x] = probs.shape;
     let shape = [probs.num_channels, z, y, x];
     let chunks = [1, z.clamp(1, 64), y.clamp(1, 128), x.clamp(1, 128)];
-    let opts =
-        WriteOptions { chunks: &chunks, dimension_names: Some(&["c", "z", "y", "x"]), zstd_level: Some(3), attributes };
+    let opts = WriteOptions {
+        chunks: &chunks,
+        shard: true,
+        dimension_names: Some(&["c", "z", "y", "x"]),
+        zstd_level: Some(3),
+        attributes,
+    };
     ZarrArray::write(dir, &shape, &probs.data, &opts)?;
     Ok(())
 }

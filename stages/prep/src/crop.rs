@@ -192,12 +192,75 @@ pub fn crop_to_nonzero(channels: &[Volume<f32>], label: Option<&Volume<i16>>) ->
     Ok(Cropped { data, seg, bbox, shape_before, shape_after })
 }
 
+/// Crops `v` to `[lo, hi)` within its own buffer (rows move towards the start, never past
+/// a row not yet moved), then releases the tail.
+fn crop_in_place<T: Copy>(v: &mut Volume<T>, lo: [usize; 3], hi: [usize; 3]) {
+    let [_, s1, s2] = v.shape;
+    let shape = [hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]];
+    if shape == v.shape {
+        return;
+    }
+    let mut w = 0;
+    for z in lo[0]..hi[0] {
+        for y in lo[1]..hi[1] {
+            let r = (z * s1 + y) * s2;
+            v.data.copy_within(r + lo[2]..r + hi[2], w);
+            w += shape[2];
+        }
+    }
+    v.data.truncate(w);
+    v.data.shrink_to_fit();
+    v.shape = shape;
+}
+
+/// [`crop_to_nonzero`] taking the volumes and cropping each within its own buffer: a case is
+/// held once, not twice (an uncropped case, usual for CT, is not copied at all).
+pub fn crop_to_nonzero_owned(mut channels: Vec<Volume<f32>>, label: Option<Volume<i16>>) -> Result<Cropped> {
+    let shape_before = check_case_shapes(&channels, label.as_ref())?;
+    let mut mask_c = fill_holes(&nonzero_mask(&channels));
+    let bbox = bbox_of_mask(&mask_c);
+    let (lo, hi) = (bbox.lo(), bbox.hi());
+    for c in &mut channels {
+        crop_in_place(c, lo, hi);
+    }
+    let data = channels;
+    crop_in_place(&mut mask_c, lo, hi);
+    let seg = match label {
+        Some(mut s) => {
+            crop_in_place(&mut s, lo, hi);
+            for (v, &m) in s.data.iter_mut().zip(&mask_c.data) {
+                if *v == 0 && !m {
+                    *v = -1;
+                }
+            }
+            s
+        }
+        None => mask_c.map(|m| if m { 0i16 } else { -1 }),
+    };
+    let shape_after = bbox.shape();
+    Ok(Cropped { data, seg, bbox, shape_before, shape_after })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn vol<T: Copy>(shape: [usize; 3], data: Vec<T>) -> Volume<T> {
         Volume::from_vec(shape, data).unwrap()
+    }
+
+    #[test]
+    fn owned_crop_equals_borrowed_crop() {
+        let s = [4usize, 5, 6];
+        let mut img = Volume::filled(s, 0.0f32);
+        img.set(1, 2, 3, 4.0);
+        img.set(2, 3, 4, -1.0);
+        let lab = Volume::filled(s, 0i16);
+        let a = crop_to_nonzero(&[img.clone()], Some(&lab)).unwrap();
+        assert_eq!(crop_to_nonzero_owned(vec![img], Some(lab)).unwrap(), a);
+        let full = Volume::filled(s, 1.0f32);
+        let b = crop_to_nonzero(&[full.clone()], None).unwrap();
+        assert_eq!(crop_to_nonzero_owned(vec![full], None).unwrap(), b);
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //!
 //! nnU-Net crashes when no case has foreground; here every statistic is then 0 (no NaN).
 
-use crate::crop::crop_to_nonzero;
+use crate::crop::{bbox_of_mask, check_case_shapes, fill_holes, nonzero_mask};
 use crate::error::{PrepError, Result};
 use crate::plans::IntensityProperties;
 use crate::stats;
@@ -94,15 +94,35 @@ impl CaseFingerprint {
                 return Err(PrepError::NaN(format!("image channel {i}")));
             }
         }
-        let cropped = crop_to_nonzero(channels, Some(label))?;
-        let fg: Vec<usize> = cropped.seg.data.iter().enumerate().filter(|(_, &l)| l > 0).map(|(i, _)| i).collect();
-        let fg_values =
-            cropped.data.iter().map(|c| ValueCounts::from_values(fg.iter().map(|&i| c.data[i]).collect())).collect();
-        let rel = numel(cropped.shape_after) as f64 / numel(cropped.shape_before) as f64;
+        // The crop box only: the foreground values are read in place (`crop_to_nonzero` would
+        // copy every channel; label values > 0 are never masked to -1).
+        let shape_before = check_case_shapes(channels, Some(label))?;
+        let bbox = bbox_of_mask(&fill_holes(&nonzero_mask(channels)));
+        let (lo, hi) = (bbox.lo(), bbox.hi());
+        let [_, s1, s2] = shape_before;
+        let fg_values = channels
+            .iter()
+            .map(|c| {
+                let mut v = Vec::new();
+                for z in lo[0]..hi[0] {
+                    for y in lo[1]..hi[1] {
+                        let row = (z * s1 + y) * s2;
+                        for x in lo[2]..hi[2] {
+                            if label.data[row + x] > 0 {
+                                v.push(c.data[row + x]);
+                            }
+                        }
+                    }
+                }
+                ValueCounts::from_values(v)
+            })
+            .collect();
+        let shape_after = bbox.shape();
+        let rel = numel(shape_after) as f64 / numel(shape_before) as f64;
         Ok(CaseFingerprint {
             spacing,
-            shape_before_crop: cropped.shape_before,
-            shape_after_crop: cropped.shape_after,
+            shape_before_crop: shape_before,
+            shape_after_crop: shape_after,
             relative_size_after_crop: rel,
             fg_values,
             non_finite_voxels: 0,

@@ -25,6 +25,7 @@ pub use nnunet_io::rng;
 pub mod split;
 pub mod stats;
 pub mod store;
+pub mod stream;
 pub mod topology;
 pub mod vram;
 

@@ -10,7 +10,7 @@
 //! those two does not change anything, so normalizing in step 1 is equivalent.
 
 use crate::class_locations::{sample_class_locations, ClassLocations, ClassSpec};
-use crate::crop::{crop_to_nonzero, BBox};
+use crate::crop::{crop_to_nonzero_owned, BBox};
 use crate::error::{PrepError, Result};
 use crate::normalize::{normalize_channel, Scheme};
 use crate::plans::{Plans, ResolvedConfiguration};
@@ -124,10 +124,13 @@ pub fn normalize_case(
         }
     }
     let tf = plans.transpose_forward3();
-    let channels: Vec<Volume<f32>> = channels.iter().map(|c| c.transpose(tf)).collect();
-    let label_t = label.as_ref().map(|l| l.transpose(tf));
-    let cropped = crop_to_nonzero(&channels, label_t.as_ref())?;
-    drop(channels);
+    // One volume at a time is transposed (none when the order is kept) and cropped (none when
+    // the box is the whole image): a case is held about once, not three times.
+    let keep = tf == [0, 1, 2];
+    let channels: Vec<Volume<f32>> = channels.into_iter().map(|c| if keep { c } else { c.transpose(tf) }).collect();
+    let has_label = label.is_some();
+    let label_t = label.map(|l| if keep { l } else { l.transpose(tf) });
+    let cropped = crop_to_nonzero_owned(channels, label_t)?;
     let mut data = cropped.data;
     for (c, img) in data.iter_mut().enumerate() {
         let props = plans.foreground_intensity_properties_per_channel.get(&c.to_string());
@@ -136,7 +139,7 @@ pub fn normalize_case(
     Ok(NormalizedCase {
         data,
         seg: cropped.seg,
-        has_label: label.is_some(),
+        has_label,
         properties: CaseProperties {
             spacing: spacing_zyx,
             spacing_transposed: permute(spacing_zyx, tf),

@@ -13,9 +13,11 @@ mod seg;
 mod slab;
 mod zoom;
 
+pub(crate) use seg::{nearest_rows, one_hot_linear_rows, rows_reach};
 pub use seg::{resize_segmentation, unique_labels, SegResampleMode};
 pub use slab::ChannelResampler;
 pub use zoom::resize;
+pub(crate) use zoom::{min_max, spline3_cols, spline3_unclipped};
 
 use crate::error::{PrepError, Result};
 use crate::plans::ResamplingKwargs;
@@ -152,7 +154,7 @@ fn per_slice<T: Copy + Send + Sync + Default>(
     Volume { shape: [n, out_inplane[0], out_inplane[1]], data }
 }
 
-fn check_kwargs(kwargs: &ResamplingKwargs) -> Result<()> {
+pub(crate) fn check_kwargs(kwargs: &ResamplingKwargs) -> Result<()> {
     if kwargs.order_z > 1 {
         return Err(PrepError::Unsupported(format!("order_z {} (only 0 and 1 are implemented)", kwargs.order_z)));
     }

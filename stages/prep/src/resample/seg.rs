@@ -120,21 +120,58 @@ fn decide(pairs: &[(i16, f64)], nn_label: i16, mode: SegResampleMode) -> i16 {
 }
 
 fn one_hot_linear(seg: &Volume<i16>, out_shape: [usize; 3], mode: SegResampleMode) -> Volume<i16> {
-    let taps: Vec<Vec<Taps>> = (0..3).map(|d| axis_taps(seg.shape[d], out_shape[d], 1)).collect();
-    let nn: Vec<Vec<usize>> = (0..3).map(|d| nearest_index(seg.shape[d], out_shape[d])).collect();
-    let [_, s1, s2] = seg.shape;
+    let data = one_hot_linear_rows(seg, 0, seg.shape, out_shape, 0..out_shape[0], mode);
+    Volume { shape: out_shape, data }
+}
+
+/// Rows `rows` (along axis 0) of the order-1 one-hot resize of a label volume of shape
+/// `in_shape` to `out_shape`, where `slab` holds its slices `[z_base, z_base + slab.shape[0])`
+/// (every slice the rows' taps reach). A streamed resize calls it slab by slab.
+pub(crate) fn one_hot_linear_rows(
+    slab: &Volume<i16>,
+    z_base: usize,
+    in_shape: [usize; 3],
+    out_shape: [usize; 3],
+    rows: std::ops::Range<usize>,
+    mode: SegResampleMode,
+) -> Vec<i16> {
+    let taps: Vec<Vec<Taps>> = (0..3).map(|d| axis_taps(in_shape[d], out_shape[d], 1)).collect();
+    let nn: Vec<Vec<usize>> = (0..3).map(|d| nearest_index(in_shape[d], out_shape[d])).collect();
+    let [_, s1, s2] = in_shape;
     let plane = out_shape[1] * out_shape[2];
-    let mut data = vec![0i16; numel(out_shape)];
-    data.par_chunks_mut(plane.max(1)).enumerate().for_each(|(i, out)| {
+    let mut data = vec![0i16; rows.len() * plane];
+    let seg = &slab.data;
+    // x taps as (first, last) input index: the interior test needs no weights.
+    let xspan: Vec<(usize, usize)> = taps[2].iter().map(|t| (t[0].0, t[t.len() - 1].0)).collect();
+    data.par_chunks_mut(plane.max(1)).enumerate().for_each(|(r, out)| {
+        let i = rows.start + r;
         let mut pairs: Vec<(i16, f64)> = Vec::with_capacity(8);
         for (j, row) in out.chunks_mut(out_shape[2].max(1)).enumerate() {
+            // Offsets of the input rows the (z, y) taps of this output row read.
+            let mut bases = [0usize; 4];
+            let mut nb = 0;
+            for &(a, _) in &taps[0][i] {
+                for &(b, _) in &taps[1][j] {
+                    bases[nb] = ((a - z_base) * s1 + b) * s2;
+                    nb += 1;
+                }
+            }
+            let bases = &bases[..nb];
             for (k, o) in row.iter_mut().enumerate() {
+                // Interior voxels: every tap has the same label, which wins in both modes (its
+                // score is the sum of the weights, 1, and the nearest tap is one of them).
+                let (c0, c1) = xspan[k];
+                let l0 = seg[bases[0] + c0];
+                if bases.iter().all(|&b| seg[b + c0] == l0 && seg[b + c1] == l0) {
+                    *o = l0;
+                    continue;
+                }
                 pairs.clear();
                 for &(a, wa) in &taps[0][i] {
                     for &(b, wb) in &taps[1][j] {
-                        let base = (a * s1 + b) * s2;
+                        let base = ((a - z_base) * s1 + b) * s2;
                         for &(c, wc) in &taps[2][k] {
-                            let l = seg.data[base + c];
+                            let l = seg[base + c];
                             let w = 1.0 * wa * wb * wc;
                             match pairs.iter_mut().find(|p| p.0 == l) {
                                 Some(p) => p.1 += w,
@@ -143,12 +180,49 @@ fn one_hot_linear(seg: &Volume<i16>, out_shape: [usize; 3], mode: SegResampleMod
                         }
                     }
                 }
-                let nn_label = seg.data[(nn[0][i] * s1 + nn[1][j]) * s2 + nn[2][k]];
+                let nn_label = seg[((nn[0][i] - z_base) * s1 + nn[1][j]) * s2 + nn[2][k]];
                 *o = decide(&pairs, nn_label, mode);
             }
         }
     });
-    Volume { shape: out_shape, data }
+    data
+}
+
+/// Rows `rows` of the nearest-neighbour (order 0) resize, from a slab as in [`one_hot_linear_rows`].
+pub(crate) fn nearest_rows(
+    slab: &Volume<i16>,
+    z_base: usize,
+    in_shape: [usize; 3],
+    out_shape: [usize; 3],
+    rows: std::ops::Range<usize>,
+) -> Vec<i16> {
+    let idx: Vec<Vec<usize>> = (0..3).map(|d| nearest_index(in_shape[d], out_shape[d])).collect();
+    let [_, s1, s2] = in_shape;
+    let plane = out_shape[1] * out_shape[2];
+    let mut data = vec![0i16; rows.len() * plane];
+    data.par_chunks_mut(plane.max(1)).enumerate().for_each(|(r, out)| {
+        let i = rows.start + r;
+        for (j, row) in out.chunks_mut(out_shape[2].max(1)).enumerate() {
+            let base = ((idx[0][i] - z_base) * s1 + idx[1][j]) * s2;
+            for (k, o) in row.iter_mut().enumerate() {
+                *o = slab.data[base + idx[2][k]];
+            }
+        }
+    });
+    data
+}
+
+/// Input slices (along axis 0) the output rows `rows` of an order-`order` (0 or 1) resize read.
+pub(crate) fn rows_reach(
+    n_in: usize,
+    n_out: usize,
+    order: u32,
+    rows: std::ops::Range<usize>,
+) -> std::ops::Range<usize> {
+    let taps = axis_taps(n_in, n_out, order);
+    let lo = taps[rows.clone()].iter().flat_map(|t| t.iter().map(|p| p.0)).min().unwrap_or(0);
+    let hi = taps[rows].iter().flat_map(|t| t.iter().map(|p| p.0 + 1)).max().unwrap_or(0);
+    lo..hi
 }
 
 fn per_label_spline(

@@ -125,8 +125,14 @@ pub(crate) fn direct_plane(data: &[f32], shape: [usize; 3], taps: &[Vec<Taps>], 
 
 /// Order 3: separable prefilter + evaluation, one axis at a time.
 fn resize_spline3(vol: &Volume<f32>, out_shape: [usize; 3]) -> Volume<f32> {
+    spline3_unclipped(vol, out_shape, &[0, 1, 2])
+}
+
+/// The order-3 passes of [`resize`] along those of `axes` whose size changes, without the final
+/// clipping (a streamed resize runs the in-plane passes per slab and clips once at the end).
+pub(crate) fn spline3_unclipped(vol: &Volume<f32>, out_shape: [usize; 3], axes: &[usize]) -> Volume<f32> {
     // Process the most shrinking axes first (least work); the result is order independent.
-    let mut axes: Vec<usize> = (0..3).filter(|&d| vol.shape[d] != out_shape[d]).collect();
+    let mut axes: Vec<usize> = axes.iter().copied().filter(|&d| vol.shape[d] != out_shape[d]).collect();
     axes.sort_by(|&a, &b| {
         let ra = out_shape[a] as f64 / vol.shape[a] as f64;
         let rb = out_shape[b] as f64 / vol.shape[b] as f64;
@@ -183,7 +189,9 @@ fn prefilter_mirror(buf: &mut [f64], len: usize, cols: usize) {
         for i in 1..len - 1 {
             c0 += z_i * (buf[at(i)] + z_n_1 * buf[at(len - 1 - i)]);
             z_i *= z;
-            if z_i == 0.0 {
+            // scipy sums all n terms; past |z|^i < 1e-22 they no longer change a double's
+            // leading 17 digits (f32 storage keeps 7), and they cost as much as the filter.
+            if z_i.abs() < 1e-22 {
                 break;
             }
         }
@@ -213,21 +221,57 @@ fn prefilter_mirror(buf: &mut [f64], len: usize, cols: usize) {
 /// Column chunk width for the interleaved line buffers.
 const COLS: usize = 64;
 
-/// One order-3 pass: `[outer, n, inner]` -> `[outer, m, inner]`.
-///
-/// One function (~80 lines): the resampling kernel, with prefilter and interpolation over
-/// interleaved column chunks kept together for the compiler's vectorisation.
-fn spline3_axis(src: &[f32], outer: usize, n: usize, inner: usize, m: usize) -> Vec<f32> {
-    let zoom = n as f64 / m as f64;
-    let len = n + 2 * NPAD;
-    let weights: Vec<(usize, [f64; 4])> = (0..m)
-        .map(|j| {
-            let (s, w) = cubic_weights(grid_coord(j, zoom) + NPAD as f64);
-            (s.clamp(0, len as i64 - 4) as usize, w)
-        })
-        .collect();
-    // Processes columns [c0, c0+w) of block `o`, writing `[m, w]` into `dst` (row stride `ds`).
-    let block = |o: usize, c0: usize, w: usize, buf: &mut Vec<f64>, dst: &mut [f32], ds: usize| {
+/// One order-3 pass along an axis of `n` -> `m` samples of a `[outer, n, inner]` array.
+struct Spline3Pass {
+    n: usize,
+    inner: usize,
+    len: usize,
+    weights: Vec<(usize, [f64; 4])>,
+}
+
+impl Spline3Pass {
+    fn new(n: usize, inner: usize, m: usize) -> Self {
+        let zoom = n as f64 / m as f64;
+        let len = n + 2 * NPAD;
+        let weights = (0..m)
+            .map(|j| {
+                let (s, w) = cubic_weights(grid_coord(j, zoom) + NPAD as f64);
+                (s.clamp(0, len as i64 - 4) as usize, w)
+            })
+            .collect();
+        Spline3Pass { n, inner, len, weights }
+    }
+
+    /// Lines `[o0, o0 + g)` of an `[outer, n]` array (`inner == 1`: each line is a row), written
+    /// as rows of `m` into `dst`. The rows are interleaved in `buf` so the recursive prefilter
+    /// runs across `g` lines at once instead of one scalar line at a time.
+    fn rows(&self, src: &[f32], o0: usize, g: usize, buf: &mut Vec<f64>, dst: &mut [f32]) {
+        let (n, len) = (self.n, self.len);
+        buf.clear();
+        buf.resize(len * g, 0.0);
+        for l in 0..g {
+            let row = &src[(o0 + l) * n..(o0 + l + 1) * n];
+            for r in 0..len {
+                buf[r * g + l] = row[r.saturating_sub(NPAD).min(n - 1)] as f64;
+            }
+        }
+        prefilter_mirror(buf, len, g);
+        let m = self.weights.len();
+        for (j, (s, wt)) in self.weights.iter().enumerate() {
+            for l in 0..g {
+                let t = buf[s * g + l] * wt[0]
+                    + buf[(s + 1) * g + l] * wt[1]
+                    + buf[(s + 2) * g + l] * wt[2]
+                    + buf[(s + 3) * g + l] * wt[3];
+                dst[l * m + j] = t as f32;
+            }
+        }
+    }
+
+    /// Columns `[c0, c0 + w)` of block `o` of `src`, written as `[m, w]` into `dst` (row stride `ds`).
+    #[allow(clippy::too_many_arguments)]
+    fn block(&self, src: &[f32], o: usize, c0: usize, w: usize, buf: &mut Vec<f64>, dst: &mut [f32], ds: usize) {
+        let (n, inner, len) = (self.n, self.inner, self.len);
         buf.clear();
         buf.resize(len * w, 0.0);
         let src_row = |r: usize| &src[(o * n + r) * inner + c0..(o * n + r) * inner + c0 + w];
@@ -239,7 +283,7 @@ fn spline3_axis(src: &[f32], outer: usize, n: usize, inner: usize, m: usize) -> 
             }
         }
         prefilter_mirror(buf, len, w);
-        for (j, (s, wt)) in weights.iter().enumerate() {
+        for (j, (s, wt)) in self.weights.iter().enumerate() {
             let out = &mut dst[j * ds..j * ds + w];
             for (c, o) in out.iter_mut().enumerate() {
                 let t = buf[s * w + c] * wt[0]
@@ -249,10 +293,47 @@ fn spline3_axis(src: &[f32], outer: usize, n: usize, inner: usize, m: usize) -> 
                 *o = t as f32;
             }
         }
+    }
+}
+
+/// The order-3 pass along axis 0 of `src` (`[n, inner]`, one block) for the columns
+/// `[c0, c0 + w)` only: `[m, w]`. Streamed resizes run the last pass in column blocks.
+pub(crate) fn spline3_cols(src: &[f32], n: usize, inner: usize, m: usize, c0: usize, w: usize) -> Vec<f32> {
+    let pass = Spline3Pass::new(n, inner, m);
+    let mut out = vec![0.0f32; m * w];
+    let starts: Vec<usize> = (0..w).step_by(COLS).collect();
+    let parts: Vec<(usize, usize, Vec<f32>)> = starts
+        .par_iter()
+        .map_init(Vec::new, |buf, &k| {
+            let cw = COLS.min(w - k);
+            let mut tmp = vec![0.0f32; m * cw];
+            pass.block(src, 0, c0 + k, cw, buf, &mut tmp, cw);
+            (k, cw, tmp)
+        })
+        .collect();
+    for (k, cw, tmp) in parts {
+        for j in 0..m {
+            out[j * w + k..j * w + k + cw].copy_from_slice(&tmp[j * cw..(j + 1) * cw]);
+        }
+    }
+    out
+}
+
+/// One order-3 pass: `[outer, n, inner]` -> `[outer, m, inner]`.
+pub(crate) fn spline3_axis(src: &[f32], outer: usize, n: usize, inner: usize, m: usize) -> Vec<f32> {
+    let pass = Spline3Pass::new(n, inner, m);
+    let block = |o: usize, c0: usize, w: usize, buf: &mut Vec<f64>, dst: &mut [f32], ds: usize| {
+        pass.block(src, o, c0, w, buf, dst, ds)
     };
     let mut out = vec![0.0f32; outer * m * inner];
     let threads = rayon::current_num_threads().max(1);
-    if outer >= 2 * threads || inner <= COLS {
+    if inner == 1 {
+        // The last axis: rows, [`COLS`] of them per interleaved buffer.
+        out.par_chunks_mut(m * COLS).enumerate().for_each_init(Vec::new, |buf, (gi, dst)| {
+            let g = dst.len() / m;
+            pass.rows(src, gi * COLS, g, buf, dst);
+        });
+    } else if outer >= 2 * threads || inner <= COLS {
         // Parallel over blocks; each block is contiguous in the output.
         let per = (65_536 / (m * inner).max(1)).max(1);
         out.par_chunks_mut((m * inner * per).max(1)).enumerate().for_each(|(g, chunk)| {
