@@ -16,8 +16,12 @@ import sys
 import numpy as np
 import SimpleITK as sitk
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from compare_preprocessed import read_zarr_array  # noqa: E402
+import zarr  # zarr-python 3 (installed into the peer venv by scripts/setup.sh / bench)
+
+
+def read_zarr_array(path):
+    """Our CASE.probs.zarr (a Zarr v3 array) through zarr-python."""
+    return np.asarray(zarr.open_array(path, mode="r")[...])
 
 
 def main():

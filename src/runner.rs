@@ -408,7 +408,19 @@ impl<'s, 'c> LocalRun<'s, 'c> {
         scope.spawn(move || {
             let t0 = Instant::now();
             let started = t0.duration_since(t_start).as_secs_f64();
-            let r = execute_unit(session, u, &snapshot, force, &reporter);
+            // A panic inside a unit must not leave the scheduler waiting for a result forever:
+            // it becomes the unit's error.
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                execute_unit(session, u, &snapshot, force, &reporter)
+            }))
+            .unwrap_or_else(|p| {
+                let msg = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                Err(anyhow!("{} panicked: {msg}", session.dag.units[u].id))
+            });
             let _ = tx.send((u, r, t0.elapsed().as_secs_f64(), started));
         });
     }
