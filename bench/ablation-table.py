@@ -45,8 +45,12 @@ def main():
             lo, hi = d["ci95"]
             diff = f"{d['mean']:+.4f} [{lo:+.4f}, {hi:+.4f}], p={d['wilcoxon_p']:.2g}, {d['better']}/{d['worse']}"
             # The paper: every change alone is no better than the default.
-            significant_gain = lo > 0 and d["wilcoxon_p"] < 0.05
-            agrees = "no (variant better)" if significant_gain else "yes"
+            if lo > 0 and d["wilcoxon_p"] < 0.05:
+                agrees = "no (variant better)"
+            elif hi < 0:
+                agrees = "yes (variant worse)"
+            else:
+                agrees = "tie: consistent with 'best or tied', not the paper's loss"
         ov = ", ".join(f"{k}={v}" for k, v in r["overrides"]) or "-"
         per = [fmt(v) for _, v in r["dice_per_class"]]
         out.append("| " + " | ".join([r["variant"], ov] + per + [fmt(r["dice_mean"]), diff,
