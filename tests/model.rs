@@ -5,8 +5,7 @@
 
 mod common;
 
-use common::{Pipe, Project};
-use std::path::Path;
+use common::{files, Pipe, Project};
 
 /// All stages, two configurations, two folds, tiny networks.
 fn full() -> String {
@@ -54,17 +53,6 @@ fn report_has_every_section(p: &Project, run: &str) {
     }
     assert!(!md.contains("**Not in this run:**") && !md.contains("**Problem:**"), "{md}");
     assert!(p.path().join(run).join("report/report.html").is_file());
-}
-
-fn files(dir: &Path, ending: &str) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().to_string())
-        .filter(|n| n.ends_with(ending))
-        .collect();
-    v.sort();
-    v
 }
 
 #[test]

@@ -6,22 +6,11 @@
 
 mod common;
 
-use common::{Pipe, Project};
+use common::{files, Pipe, Project};
 use std::path::{Path, PathBuf};
 
 fn fixture(cfg: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("stages/net/tests/fixtures/nnunet").join(cfg)
-}
-
-fn files(dir: &Path, ending: &str) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().to_string())
-        .filter(|n| n.ends_with(ending))
-        .collect();
-    v.sort();
-    v
 }
 
 fn ok(out: &std::process::Output) {

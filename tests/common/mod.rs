@@ -195,3 +195,15 @@ pub fn artifacts(cache: &Path) -> Vec<(String, String, String)> {
     out.sort();
     out
 }
+
+/// Sorted names of the files in `dir` ending in `ending`.
+pub fn files(dir: &Path, ending: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(ending))
+        .collect();
+    v.sort();
+    v
+}

@@ -260,7 +260,7 @@ pub struct CaseTiming {
 /// geometry; with `save_probabilities` also `CASE.probs.zarr`). Cases are written atomically,
 /// one by one.
 ///
-/// Long (~100 lines): the per-case sequence (cascade order, members, pair average,
+/// Long (~140 lines): the per-case sequence (memory budget, cascade order, members, pair average,
 /// post-processing, writes) reads as nnU-Net's `predict_from_files`; being reworked with the
 /// predictor, so not split here.
 pub fn predict_cases(
