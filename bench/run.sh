@@ -227,7 +227,16 @@ lines = ["# Benchmarks: this project vs nnU-Net v2", "",
 for l in open(rows):
     a = l.rstrip("\n").split("\t")
     lines.append("| " + " | ".join(a) + " |")
-open(dst, "w").write("\n".join(lines) + "\n")
+# The table replaces the head of the file (up to the first "## " section); the sections other
+# scripts and hand measurements wrote below it are kept.
+rest = ""
+try:
+    old = open(dst).read()
+    i = old.find("\n## ")
+    rest = old[i:] if i >= 0 else ""
+except FileNotFoundError:
+    pass
+open(dst, "w").write("\n".join(lines) + "\n" + rest)
 print(f"bench: wrote {dst}")
 PY
 

@@ -38,7 +38,8 @@ use zarrs::array::{
     ArrayShardedReadableExtCache, ArraySubset, BytesToBytesCodecTraits, ChunkKeySeparator, CodecError, CodecOptions,
     DataType, FillValue,
 };
-use zarrs::filesystem::FilesystemStore;
+mod store;
+use store::LocalStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ZarrError {
@@ -113,10 +114,8 @@ element!(f32, "float32", float32);
 element!(f64, "float64", float64);
 
 /// The store of one node: the filesystem below `dir`, the node being its root.
-fn store_at(dir: &Path) -> Result<Arc<FilesystemStore>> {
-    FilesystemStore::new(dir)
-        .map(Arc::new)
-        .map_err(|e| ZarrError::Metadata { path: dir.to_path_buf(), msg: e.to_string() })
+fn store_at(dir: &Path) -> Result<Arc<LocalStore>> {
+    LocalStore::new(dir).map(Arc::new).map_err(|msg| ZarrError::Metadata { path: dir.to_path_buf(), msg })
 }
 
 /// Creates (or overwrites the metadata of) a group at `dir` with the given attributes.
@@ -170,7 +169,7 @@ pub struct ZarrArray {
     /// Read granularity: the inner chunk shape of a sharded array, else the chunk shape.
     pub chunks: Vec<usize>,
     pub dtype: String,
-    array: Arc<Array<FilesystemStore>>,
+    array: Arc<Array<LocalStore>>,
     /// Shard indexes already read (sharded arrays only).
     shards: Option<Arc<ArrayShardedReadableExtCache>>,
     /// The chunks' codec chain when it is this module's own (decoded and verified here).
@@ -279,7 +278,7 @@ fn region_options() -> CodecOptions {
 }
 
 impl ZarrArray {
-    fn wrap(dir: &Path, array: Array<FilesystemStore>) -> Result<ZarrArray> {
+    fn wrap(dir: &Path, array: Array<LocalStore>) -> Result<ZarrArray> {
         let bad = |msg: String| ZarrError::Metadata { path: dir.join("zarr.json"), msg };
         let shape: Vec<usize> = array.shape().iter().map(|&s| s as usize).collect();
         let dtype = match array.metadata() {
