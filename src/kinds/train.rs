@@ -201,11 +201,13 @@ impl StageKind for TrainFold {
         super::TRAIN_FOLD
     }
     fn version(&self) -> u32 {
+        // 5: without augmentation (augment: false) the checkpoint allows no mirroring at
+        //    inference and the final validation predicts without it (nnU-Net's NoDA trainer)
         // 4: stages with a next stage (3d_lowres) keep predicted_next_stage/ for the cascade
         // 3: validation outputs in the dataset's format (NIfTI-1, no foreign header extensions)
         // 2: batches drawn from the pipeline's one RNG stream derivation (nnunet_io::rng), and
         // progress.svg drawn with nnunet-chart
-        4
+        5
     }
     fn about(&self) -> &'static str {
         "train one configuration on one fold, then validate at full resolution (§6-§8, §7.3)"

@@ -159,8 +159,13 @@ impl AugmentConfig {
     }
 
     /// Mirror axes of the configuration's own axes (what inference mirrors, §7.2 checkpoint).
+    /// None without augmentation, as nnU-Net's `nnUNetTrainerNoDA` and `NoMirroring` set
+    /// `inference_allowed_mirroring_axes = None`: a network that never saw a mirrored case
+    /// predicts mirrored inputs badly, and averaging those passes in erases what it learned.
     pub fn inference_mirror_axes(&self) -> Vec<usize> {
-        if self.is_2d {
+        if !self.augment {
+            vec![]
+        } else if self.is_2d {
             vec![0, 1]
         } else {
             vec![0, 1, 2]
@@ -485,6 +490,16 @@ mod tests {
             channels: c,
             shape: s,
         }
+    }
+
+    #[test]
+    fn inference_mirrors_only_what_training_mirrored() {
+        let on = AugmentConfig::new(&[16, 16], &[], &[false], true);
+        assert_eq!(on.inference_mirror_axes(), vec![0, 1]);
+        assert_eq!(AugmentConfig::new(&[8, 8, 8], &[], &[false], true).inference_mirror_axes(), vec![0, 1, 2]);
+        // no augmentation: no mirroring at inference (nnU-Net's NoDA trainer)
+        assert!(AugmentConfig::new(&[8, 8, 8], &[], &[false], false).inference_mirror_axes().is_empty());
+        assert!(on.validation().inference_mirror_axes().is_empty());
     }
 
     #[test]
