@@ -78,18 +78,78 @@ pub fn write_manifest(variants: &[PipelineSpec]) -> Result<Option<PathBuf>> {
             })
         })
         .collect();
+    let path = dir.join("sweep.json");
+    let list = merge_with_earlier(&path, &dir, list);
+    let baseline = list.first().and_then(|v| v["label"].as_str()).unwrap_or_default().to_string();
     let doc = json!({
         "sweep": first.name,
         "pipeline": first.file,
-        "baseline": first.variant_label(),
+        "baseline": baseline,
         "variants": list,
     });
-    let path = dir.join("sweep.json");
     write_atomic(&path, &serde_json::to_vec_pretty(&doc)?)?;
     Ok(Some(path))
+}
+
+/// The variants of this run merged into those an earlier run of the sweep recorded: a run of
+/// some variants only (`--variant NAME`) replaces their entries and keeps the others whose run
+/// folders still exist, in the earlier order (so the baseline stays first); new ones follow.
+fn merge_with_earlier(path: &Path, dir: &Path, new: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
+    let earlier: Vec<serde_json::Value> = std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|d| d["variants"].as_array().cloned())
+        .unwrap_or_default();
+    let label = |v: &serde_json::Value| v["label"].as_str().unwrap_or_default().to_string();
+    let mut out = Vec::new();
+    for e in &earlier {
+        match new.iter().find(|n| label(n) == label(e)) {
+            Some(n) => out.push(n.clone()),
+            None if e["run"].as_str().is_some_and(|r| !r.is_empty() && dir.join(r).is_dir()) => out.push(e.clone()),
+            None => {}
+        }
+    }
+    for n in new {
+        if !out.iter().any(|o| label(o) == label(&n)) {
+            out.push(n);
+        }
+    }
+    out
 }
 
 /// Whether `dir` is a sweep folder (has `sweep.json`).
 pub fn is_sweep_dir(dir: &Path) -> bool {
     dir.join("sweep.json").is_file()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(label: &str) -> serde_json::Value {
+        json!({"label": label, "run": label, "overrides": []})
+    }
+
+    #[test]
+    fn a_run_of_one_variant_keeps_the_others_of_the_sweep() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sweep.json");
+        for v in ["default", "relu", "gone"] {
+            if v != "gone" {
+                std::fs::create_dir_all(dir.path().join(v)).unwrap();
+            }
+        }
+        let earlier = json!({"variants": [entry("default"), entry("relu"), entry("gone")]});
+        std::fs::write(&path, serde_json::to_vec(&earlier).unwrap()).unwrap();
+        let mut relu = entry("relu");
+        relu["overrides"] = json!([{"key": "train.nonlin", "value": "relu"}]);
+        let merged = merge_with_earlier(&path, dir.path(), vec![relu.clone(), entry("new")]);
+        let labels: Vec<&str> = merged.iter().map(|v| v["label"].as_str().unwrap()).collect();
+        // the baseline stays first, relu is replaced in place, a variant without its folder is dropped
+        assert_eq!(labels, ["default", "relu", "new"]);
+        assert_eq!(merged[1], relu);
+        // no earlier manifest: the run's own list
+        let none = merge_with_earlier(&dir.path().join("absent.json"), dir.path(), vec![entry("a")]);
+        assert_eq!(none, vec![entry("a")]);
+    }
 }
