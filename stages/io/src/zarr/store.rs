@@ -29,14 +29,13 @@ use zarrs::storage::{
 #[derive(Debug)]
 pub(super) struct LocalStore {
     fs: FilesystemStore,
-    base: PathBuf,
     locks: Mutex<HashMap<StoreKey, Arc<Mutex<()>>>>,
 }
 
 impl LocalStore {
     pub(super) fn new(dir: &Path) -> Result<LocalStore, String> {
         let fs = FilesystemStore::new(dir).map_err(|e| e.to_string())?;
-        Ok(LocalStore { fs, base: dir.to_path_buf(), locks: Mutex::default() })
+        Ok(LocalStore { fs, locks: Mutex::default() })
     }
 
     fn path(&self, key: &StoreKey) -> PathBuf {
@@ -124,7 +123,7 @@ impl WritableStorageTraits for LocalStore {
 
     fn erase_prefix(&self, prefix: &StorePrefix) -> Result<(), StorageError> {
         let _all = self.locks.lock().unwrap_or_else(|e| e.into_inner());
-        match fs::remove_dir_all(self.base.join(prefix.as_str())) {
+        match fs::remove_dir_all(self.fs.prefix_to_fs_path(prefix)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
             _ => Ok(()),
         }
@@ -147,8 +146,11 @@ mod tests {
         s.set(&k, Bytes::from_static(b"hello")).unwrap();
         assert_eq!(s.get(&k).unwrap().unwrap().as_ref(), b"hello");
         // in place: the rest of the file is kept, the file grows past its end
-        s.set_partial_many(&k, Box::new([(1u64, Bytes::from_static(b"EL")), (7, Bytes::from_static(b"!"))].into_iter()))
-            .unwrap();
+        s.set_partial_many(
+            &k,
+            Box::new([(1u64, Bytes::from_static(b"EL")), (7, Bytes::from_static(b"!"))].into_iter()),
+        )
+        .unwrap();
         assert_eq!(s.get(&k).unwrap().unwrap().as_ref(), b"hELlo\0\0!");
         // set truncates
         s.set(&k, Bytes::from_static(b"x")).unwrap();
