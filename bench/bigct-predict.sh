@@ -22,13 +22,9 @@ source "$peer_work/env.sh"
 mkdir -p "$out"
 rows="${BENCH_ROWS:-$out/bigct-predict-rows.tsv}"
 [ -n "${BENCH_ROWS:-}" ] || : > "$rows"
-row() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$rows"; echo "  $1: ours $2 | nnU-Net $3 | $4"; }
-ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.1f}x' if b>0 else 'n/a')" "$1" "$2"; }
-timed() { # timed LOGFILE CMD... -> prints "wall_s max_rss_kb"
-  local log=$1; shift
-  /usr/bin/time -f "TIMED %e %M" -o "$log.time" "$@" > "$log" 2>&1 || { echo "bigct-predict: failed: $* (see $log)" >&2; tail -20 "$log" >&2; exit 1; }
-  awk '/^TIMED/ {print $2, $3}' "$log.time"
-}
+me=bigct-predict
+# shellcheck source=bench/lib.sh
+source "$here/bench/lib.sh"
 
 # The plans come from a synthetic training set (planned by ours; the peer predicts with the same
 # plans.json, copied); the image is one 512x512xZ CT at 0.8x0.8x2 mm. Both sides read the raw

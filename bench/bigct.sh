@@ -31,13 +31,9 @@ python3 -c "import zarr,sys; sys.exit(0 if int(zarr.__version__.split('.')[0]) >
 mkdir -p "$big"
 rows="${BENCH_ROWS:-$big/rows.tsv}"
 [ -n "${BENCH_ROWS:-}" ] || : > "$rows"
-row() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$rows"; echo "  $1: ours $2 | nnU-Net $3 | $4"; }
-ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.1f}x' if b>0 else 'n/a')" "$1" "$2"; }
-timed() { # timed LOGFILE CMD... -> prints "wall_s max_rss_kb"
-  local log=$1; shift
-  /usr/bin/time -f "TIMED %e %M" -o "$log.time" "$@" > "$log" 2>&1 || { echo "bigct: failed: $* (see $log)" >&2; tail -20 "$log" >&2; exit 1; }
-  awk '/^TIMED/ {print $2, $3}' "$log.time"
-}
+me=bigct
+# shellcheck source=bench/lib.sh
+source "$here/bench/lib.sh"
 
 if [ ! -f "$big/$name/dataset.json" ]; then
   echo "bigct: synthesizing the dataset (pipeline synth)"

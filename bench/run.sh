@@ -28,13 +28,9 @@ rows="$out/rows.tsv"; : > "$rows"
 # after thousands were deleted (it skips recently freed ones), which would tax whichever side
 # runs next.
 discard() { mkdir -p "$out/.trash"; local p; for p in "$@"; do [ -e "$p" ] && mv "$p" "$out/.trash/$(basename "$p").$$.$RANDOM"; done; return 0; }
-row() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$rows"; echo "  $1: ours $2 | nnU-Net $3 | $4"; }
-ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.1f}x' if b>0 else 'n/a')" "$1" "$2"; }
-timed() { # timed LOGFILE CMD... -> prints "wall_s max_rss_kb"
-  local log=$1; shift
-  /usr/bin/time -f "TIMED %e %M" -o "$log.time" "$@" > "$log" 2>&1 || { echo "bench: failed: $* (see $log)" >&2; tail -20 "$log" >&2; exit 1; }
-  awk '/^TIMED/ {print $2, $3}' "$log.time"
-}
+me=bench
+# shellcheck source=bench/lib.sh
+source "$here/bench/lib.sh"
 
 echo "bench: peer setup"
 bash "$peer_dir/setup.sh" "$peer_work" > "$out/peer-setup.log" 2>&1
