@@ -92,7 +92,6 @@ pub fn predict(a: PredictArgs) -> Result<()> {
             pb.set_position(d);
             pb.set_message(msg.to_string());
         };
-        engine::alloc::keep_large_allocations();
         let timings = predict_cases(&model, &cases, &a.output, &opts, &progress, &|| false)?;
         pb.finish_and_clear();
         Ok(json!({
@@ -263,7 +262,6 @@ pub fn bench_step(run: &Path, cfg: &str, bs: Option<usize>, steps: usize, as_jso
     if bs == 0 {
         bail!("--batch-size must be positive");
     }
-    engine::alloc::keep_large_allocations();
     let b = nnunet_net::bench::time_train_step(&c, in_ch, num_classes, bs, steps, &o)?;
     let r = json!({"configuration": cfg, "batch_size": b.batch_size, "parameters": b.parameters, "steps": b.steps,
         "seconds_per_step": b.seconds_per_step, "first_step_seconds": b.first_step_seconds,
@@ -368,7 +366,6 @@ pub fn bench_predict(
         )?;
         Ok(Some(choice.tiles_per_batch))
     };
-    engine::alloc::keep_large_allocations();
     let tmp = tempfile::tempdir()?;
     let b = nnunet_infer::bench::bench_predict(
         &mut predictor,

@@ -47,7 +47,6 @@ pub fn run(ctx: &RunCtx) -> Result<()> {
         fp16_accumulation: false,
     };
     let t0 = std::time::Instant::now();
-    engine::alloc::keep_large_allocations();
     let timings = predict_cases(&model, &cases, &ctx.out, &opts, ctx.progress, &|| ctx.cancelled())?;
     write_json(
         &ctx.out.join("prediction.json"),

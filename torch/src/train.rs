@@ -49,7 +49,6 @@ pub fn run(ctx: &RunCtx) -> Result<()> {
     attempts.push(json!({"start_epoch": start_epoch, "started": engine::cache::now_rfc3339(), "device": crate::device::device_name(device)}));
     write_json(&attempts_path, &attempts)?;
 
-    engine::alloc::keep_large_allocations();
     let total = opts.epochs as u64;
     let log_path = ctx.out.join("log.parquet");
     let mut on_epoch = |records: &[nnunet_net::trainer::EpochRecord]| -> Result<bool> {

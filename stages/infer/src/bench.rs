@@ -46,6 +46,7 @@ pub fn bench_predict(
         let opts = CaseOptions { tta, ..Default::default() };
         for case in cases {
             let t = Instant::now();
+            crate::memory::trace_rss("before case");
             let images =
                 case.read_images().map_err(|e: DatasetError| crate::error::InferError::Invalid(e.to_string()))?;
             if let Some(b) = tiles_per_batch(&case.id, &images)? {

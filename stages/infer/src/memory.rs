@@ -152,6 +152,38 @@ pub fn current_rss_bytes() -> Option<u64> {
     Some(pages * 4096)
 }
 
+static RELEASE_HOOK: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Sets how [`release_free_heap`] returns freed memory, for a binary whose global allocator is
+/// not glibc's (`pipeline-torch` purges jemalloc's arenas). Only the first call counts.
+pub fn set_release_hook(hook: fn()) {
+    let _ = RELEASE_HOOK.set(hook);
+}
+
+/// Returns freed memory to the system between the phases of a case (the hook set by
+/// [`set_release_hook`], else glibc's `malloc_trim`). Prediction's allocator keeps freed
+/// tensors for reuse (page faults cost more than the forward passes' arithmetic at CT size),
+/// so without it the image-sized buffers of reading and preprocessing would stay resident
+/// under the sliding window's feature maps: the peak would be their sum, not the larger one.
+pub fn release_free_heap() {
+    if let Some(hook) = RELEASE_HOOK.get() {
+        hook();
+        return;
+    }
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// A debug event with the resident and peak bytes now (`-l debug`: memory per phase of a case).
+pub fn trace_rss(phase: &str) {
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let mb = |b: Option<u64>| b.map_or(-1, |b| (b >> 20) as i64);
+        tracing::debug!(phase, rss_mb = mb(current_rss_bytes()), peak_mb = mb(peak_rss_bytes()), "memory");
+    }
+}
+
 /// Peak resident bytes of this process so far (`VmHWM` in `/proc/self/status`).
 pub fn peak_rss_bytes() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;

@@ -116,6 +116,7 @@ pub fn preprocess_channels(
         }
     }
     let n = normalize_case(channels, prev_stage.cloned(), spacing, plans)?;
+    crate::memory::trace_rss("normalized");
     let current = n.properties.spacing_transposed;
     let target = target_spacing(config, current)?;
     let new_shape = compute_new_shape(n.properties.shape_after_cropping_and_before_resampling, current, target);
@@ -313,12 +314,17 @@ impl Predictor {
             )));
         }
         let t0 = Instant::now();
+        crate::memory::trace_rss("case read");
         let CaseImages { channels, spacing, header, .. } = images;
         let (data, properties) =
             preprocess_channels(channels, spacing, plans, config, prev_stage, &spec.foreground_labels)?;
         let t1 = Instant::now();
+        crate::memory::release_free_heap();
+        crate::memory::trace_rss("preprocessed");
         let logits = self.predict_channels(data, opts.tta, &|_, _| {})?;
         let t2 = Instant::now();
+        crate::memory::release_free_heap();
+        crate::memory::trace_rss("sliding window");
         let Exported { mut segmentation, probabilities } = if opts.save_probabilities {
             export_prediction(&logits, &properties, plans, config, &spec.mode, true)?
         } else {
@@ -326,6 +332,7 @@ impl Predictor {
             Exported { segmentation, probabilities: None }
         };
         drop(logits);
+        crate::memory::trace_rss("exported");
         if let Some(pp) = &opts.postprocessing {
             segmentation = apply_postprocessing(&segmentation, pp);
         }

@@ -198,6 +198,34 @@ impl NormLayer {
     /// times; its CPU kernel writes every output element after the statistics are complete, so
     /// giving it the input as `out` yields the same bits without a second full-size buffer.
     pub fn forward_owned(&self, x: Tensor, train: bool) -> Tensor {
+        if self.kind == Norm::Instance
+            && x.kind() == Kind::Float
+            && x.device() == tch::Device::Cpu
+            && !x.requires_grad()
+            && x.dim() == 5
+            && x.size()[0] == 1
+            && is_channels_last(&x)
+        {
+            // One sample's instance norm is batch norm over the rows of its channels-last
+            // memory seen as [D·H·W, C]: per-channel statistics, written in place.
+            let c = x.size()[1];
+            let view = x.permute([0, 2, 3, 4, 1]).view([-1, c]);
+            let stats = |_| Tensor::empty([0], (Kind::Float, tch::Device::Cpu));
+            let (mean, invstd) = (stats(0), stats(1));
+            let _ = view.native_batch_norm_out(
+                &view,
+                &mean,
+                &invstd,
+                self.weight.as_ref(),
+                self.bias.as_ref(),
+                None::<&Tensor>,
+                None::<&Tensor>,
+                true,
+                0.1,
+                NORM_EPS,
+            );
+            return x;
+        }
         let inplace = self.kind == Norm::Instance
             && x.kind() == Kind::Float
             && x.device() == tch::Device::Cpu
@@ -239,6 +267,36 @@ impl NormLayer {
             }
         });
     }
+}
+
+/// Whether a 5-D tensor is laid out channels-last (NDHWC in memory, NCDHW in shape).
+pub fn is_channels_last(x: &Tensor) -> bool {
+    x.dim() == 5 && x.size()[1] > 1 && !x.is_contiguous() && x.permute([0, 2, 3, 4, 1]).is_contiguous()
+}
+
+/// The same values laid out channels-last (one copy).
+///
+/// Inference on the CPU keeps 3D feature maps this way: oneDNN's convolutions read and write
+/// them as they are, where for NCDHW maps each convolution reorders its input and its output
+/// into a blocked layout, two more full-size maps at the peak of a forward pass. Predicting a
+/// 512x512x100 CT (patch 48x128x128, 32 features) then peaked at 785 instead of 1034 MB and ran
+/// 10% faster (bench/RESULTS.md, big-CT predict); the logits differ by float rounding only
+/// (same argmax on the demo). libtorch propagates the layout from a convolution's input to its
+/// output; a 1-channel input is both layouts at once, so the first convolution's output is
+/// converted (see [`ConvNormAct::forward_owned`]).
+pub fn to_channels_last(x: &Tensor) -> Tensor {
+    x.permute([0, 2, 3, 4, 1]).contiguous().permute([0, 4, 1, 2, 3])
+}
+
+/// 3D maps of one sample (the sliding window's batch of one 3D tile) on the CPU without
+/// gradients, more than one channel. Batches keep NCDHW: instance norm would convert them back.
+fn channels_last_pays(y: &Tensor) -> bool {
+    y.dim() == 5
+        && y.size()[0] == 1
+        && y.size()[1] > 1
+        && y.device() == tch::Device::Cpu
+        && !y.requires_grad()
+        && y.kind() == Kind::Float
 }
 
 /// conv → norm → (nonlin) (§6.1 `ConvDropoutNormReLU`, `nonlin_first = False`, no dropout).
@@ -287,10 +345,14 @@ impl ConvNormAct {
 
     /// [`ConvNormAct::forward`] on an owned input, for inference memory: the input is released
     /// as soon as the convolution has read it, normalization and nonlinearity run in place when
-    /// no gradient is needed (same bits, one full-size buffer instead of three).
+    /// no gradient is needed (same bits, one full-size buffer instead of three), and 3D maps
+    /// on the CPU are kept channels-last (see [`to_channels_last`]).
     pub fn forward_owned(&self, x: Tensor, train: bool, compute: Option<Kind>) -> Tensor {
-        let y = self.conv.forward(&x, compute);
+        let mut y = self.conv.forward(&x, compute);
         drop(x);
+        if channels_last_pays(&y) && !is_channels_last(&y) {
+            y = to_channels_last(&y);
+        }
         let mut y = self.norm.forward_owned(y, train);
         match self.act {
             Some(a) if !y.requires_grad() => {
