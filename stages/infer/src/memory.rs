@@ -24,7 +24,9 @@ use nnunet_prep::plans::Architecture;
 /// Full-resolution feature maps alive at the peak of one forward pass, per tile: during the
 /// first decoder convolution the concatenated input (2 maps) and its output (1), plus
 /// oneDNN's reordered copies of input and output (about 2 more). Measured on 3D PlainConvUNets
-/// with libtorch 2.11 on the CPU (see bench/RESULTS.md, big-CT predict).
+/// with libtorch 2.11 on the CPU (see bench/RESULTS.md, big-CT predict) in NCDHW; one 3D tile
+/// now runs channels-last without the reorders (nnunet_net::blocks::to_channels_last), so the
+/// estimate errs on the safe side there.
 const PEAK_MAPS: f64 = 5.5;
 /// The lower-resolution levels' maps held meanwhile (skips of level 1 and below): about
 /// F1·P/8 + F2·P/64 + ... relative to F0·P, with features doubling per level.
