@@ -19,3 +19,21 @@ pub fn reuse_case_buffers() {
         libc::mallopt(-1, 32 << 20);
     }
 }
+
+static RELEASE_HOOK: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Sets how [`release_freed_memory`] hands freed memory back, for a binary whose allocator
+/// keeps it for reuse (`pipeline-torch`: jemalloc's purge). Only the first call counts.
+pub fn set_release_hook(hook: fn()) {
+    let _ = RELEASE_HOOK.set(hook);
+}
+
+/// Hands the memory freed so far back to the system (the hook of [`set_release_hook`]; nothing
+/// in the engine binary, whose glibc returns CT-sized buffers on free). Called after each unit:
+/// otherwise a process that preprocesses and then trains would keep every preprocessing
+/// worker's peak under the training.
+pub fn release_freed_memory() {
+    if let Some(hook) = RELEASE_HOOK.get() {
+        hook();
+    }
+}

@@ -216,7 +216,9 @@ pub fn execute_unit(
     };
     let started = now_rfc3339();
     let t0 = Instant::now();
-    match kind.run(&ctx) {
+    let result = kind.run(&ctx);
+    crate::alloc::release_freed_memory();
+    match result {
         Ok(()) => {
             if CANCEL.load(Ordering::Relaxed) {
                 session.cache.abort(st, resumable);

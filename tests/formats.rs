@@ -118,7 +118,7 @@ fn simpleitk_sees_predictions_at_the_images_place(p: &Project, ending: &str) {
         eprintln!("no Python with SimpleITK (set PEER_PYTHON): SimpleITK check of {ending} predictions skipped");
         return;
     };
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/check-sitk-geometry.py");
+    let script = Path::new(&nnunet_io::testing::manifest_dir()).join("scripts/check-sitk-geometry.py");
     let out = std::process::Command::new(py)
         .arg(script)
         .arg(p.path().join("data/ds/imagesTs"))

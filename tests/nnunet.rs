@@ -10,7 +10,7 @@ use common::{files, Pipe, Project};
 use std::path::{Path, PathBuf};
 
 fn fixture(cfg: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("stages/net/tests/fixtures/nnunet").join(cfg)
+    Path::new(&nnunet_io::testing::manifest_dir()).join("stages/net/tests/fixtures/nnunet").join(cfg)
 }
 
 fn ok(out: &std::process::Output) {

@@ -151,7 +151,7 @@ fn zarr_python_reads_the_same_arrays() {
     for cfg in ["2d", "3d_fullres"] {
         let store = p.path().join(format!("runs/t/resample/configuration={cfg}/nnUNetPlans_{cfg}.zarr"));
         let out = p.path().join(format!("zarr-python-{cfg}"));
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/zarr_python_check.py");
+        let script = Path::new(&nnunet_io::testing::manifest_dir()).join("scripts/zarr_python_check.py");
         let r = std::process::Command::new(&py).arg(&script).arg(&store).arg(&out).output().unwrap();
         assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
         let report: serde_json::Value =

@@ -81,6 +81,7 @@ fn main() {
     let code = engine::commands::cli_main(|| {
         device::load_cuda_backend_if_driver();
         nnunet_infer::memory::set_release_hook(purge_arenas);
+        engine::alloc::set_release_hook(purge_arenas);
         engine::torch::install(&Torch);
     });
     // Leave without running C++ global destructors: libtorch's operator-registry teardown

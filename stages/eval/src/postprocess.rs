@@ -466,7 +466,7 @@ mod nnunet_pickle_tests {
     #[test]
     fn reads_nnunet_postprocessing_pkl() {
         // Pickled by nnU-Net's own save_pickle (stages/net/tests/fixtures/nnunet/README.md).
-        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../net/tests/fixtures/nnunet/postprocessing.pkl");
+        let p = Path::new(&nnunet_io::testing::manifest_dir()).join("../net/tests/fixtures/nnunet/postprocessing.pkl");
         let d = PostprocessingDecision::read(&p).unwrap();
         assert_eq!(
             d.steps,

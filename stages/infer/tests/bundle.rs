@@ -176,7 +176,8 @@ fn escaping_paths_and_links_are_refused() {
 /// plans (nnU-Net's, from the prep fixtures) and one trained fold.
 fn bundle_with_ending(root: &Path, ending: &str, reader: Option<&str>) -> PathBuf {
     let all: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../prep/tests/fixtures/peer_plans.json")).unwrap(),
+        &std::fs::read(Path::new(&nnunet_io::testing::manifest_dir()).join("../prep/tests/fixtures/peer_plans.json"))
+            .unwrap(),
     )
     .unwrap();
     write(&root.join("plans.json"), all["A_Default"]["plans"].to_string().as_bytes());

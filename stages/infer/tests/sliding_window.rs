@@ -10,7 +10,7 @@ use nnunet_infer::SegNetwork;
 use tch::{Kind, Tensor};
 
 fn fixture() -> serde_json::Value {
-    let p = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sliding_window.json");
+    let p = std::path::PathBuf::from(nnunet_io::testing::manifest_dir()).join("tests/fixtures/sliding_window.json");
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 

@@ -15,3 +15,11 @@ pub fn skip(why: &str) {
     }
     eprintln!("SKIP: {why}");
 }
+
+/// The directory of the package whose tests are running (`CARGO_MANIFEST_DIR` as `cargo test`
+/// sets it for the test process), for fixture paths. Read at run time, not compiled in with
+/// `env!`: a target directory shared by checkouts at different paths reuses test binaries
+/// built in another checkout, whose compiled-in path may no longer exist.
+pub fn manifest_dir() -> String {
+    std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR is unset: run the tests through cargo")
+}

@@ -10,7 +10,7 @@ use nnunet_prep::resample::{resample_data, resample_seg, resize, SegResampleMode
 use serde_json::Value;
 
 fn fixture(name: &str) -> Value {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let p = std::path::Path::new(&nnunet_io::testing::manifest_dir()).join("tests/fixtures").join(name);
     serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
 }
 

@@ -5,7 +5,7 @@ use super::*;
 use serde_json::Value;
 
 fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    PathBuf::from(crate::testing::manifest_dir()).join("tests/fixtures")
 }
 
 fn expected() -> serde_json::Map<String, Value> {

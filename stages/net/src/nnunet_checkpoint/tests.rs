@@ -2,7 +2,7 @@ use super::*;
 use nnunet_prep::plans::Plans;
 
 fn fixture(cfg: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nnunet").join(cfg)
+    Path::new(&nnunet_io::testing::manifest_dir()).join("tests/fixtures/nnunet").join(cfg)
 }
 
 fn arch_of(cfg: &str) -> Architecture {
