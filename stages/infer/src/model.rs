@@ -282,7 +282,9 @@ pub fn predict_cases(
         sw.device = opts.device;
         sw.tile_step_size = opts.tile_step_size;
         if opts.fp16_accumulation {
+            // nnU-Net's arithmetic, for parity checks: its accumulators and its layout.
             sw.accumulation = crate::sliding_window::Accumulation::F16;
+            nnunet_net::blocks::set_inference_channels_last(false);
         }
         let p = Predictor::from_checkpoints(&model.folds_of(cfg_name)?, &cfg, sw, &crate::network::load_checkpoint)
             .map_err(|e| invalid(format!("loading {cfg_name}: {e}")))?;
