@@ -10,8 +10,8 @@
 //! The jemalloc library exports `malloc`, `free`, `posix_memalign`, ... unprefixed, so the
 //! shared libraries' calls (libtorch's allocator, everything C++) resolve to it. Rust's own
 //! allocations do not: [`Glibc`] sends them to glibc's `__libc_*` entry points, where they were
-//! measured fastest (the 3d augmentation's batches took 0.031 s on jemalloc, 0.021 s on glibc:
-//! page-aligned buffers alias in the cache in its warp loop). Each pointer is freed by the
+//! measured fastest (the 3d augmentation's batches took 0.031 s on jemalloc, 0.021 s on glibc;
+//! perf: more time in its warp loop and in page faults). Each pointer is freed by the
 //! allocator that made it: Rust frees what Rust allocated, libtorch what libtorch allocated.
 
 use std::alloc::{GlobalAlloc, Layout};
