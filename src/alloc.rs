@@ -1,7 +1,7 @@
 //! glibc allocator tuning for the engine's preprocessing buffers.
 //!
-//! `pipeline-torch`, where libtorch's large, short-lived tensors live, runs on jemalloc instead
-//! (torch/src/main.rs, `GLOBAL`): this tuning is the engine binary's.
+//! Rust's buffers are on glibc in both binaries; `pipeline-torch` puts libtorch's large,
+//! short-lived tensors on jemalloc (torch/src/alloc.rs).
 
 /// Serves allocations up to 16 MiB from the heap and keeps up to 32 MiB of freed heap mapped
 /// (call once at start-up). Preprocessing allocates and frees case-sized buffers (a few hundred
@@ -17,23 +17,5 @@ pub fn reuse_case_buffers() {
         // M_TRIM_THRESHOLD = -1 (malloc.h); both return 1 on success.
         libc::mallopt(-3, 16 << 20);
         libc::mallopt(-1, 32 << 20);
-    }
-}
-
-static RELEASE_HOOK: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
-
-/// Sets how [`release_freed_memory`] hands freed memory back, for a binary whose allocator
-/// keeps it for reuse (`pipeline-torch`: jemalloc's purge). Only the first call counts.
-pub fn set_release_hook(hook: fn()) {
-    let _ = RELEASE_HOOK.set(hook);
-}
-
-/// Hands the memory freed so far back to the system (the hook of [`set_release_hook`]; nothing
-/// in the engine binary, whose glibc returns CT-sized buffers on free). Called after each unit:
-/// otherwise a process that preprocesses and then trains would keep every preprocessing
-/// worker's peak under the training.
-pub fn release_freed_memory() {
-    if let Some(hook) = RELEASE_HOOK.get() {
-        hook();
     }
 }

@@ -217,7 +217,7 @@ pub fn execute_unit(
     let started = now_rfc3339();
     let t0 = Instant::now();
     let result = kind.run(&ctx);
-    crate::alloc::release_freed_memory();
+    nnunet_io::memory::release_freed_memory();
     match result {
         Ok(()) => {
             if CANCEL.load(Ordering::Relaxed) {

@@ -59,8 +59,7 @@ impl engine::torch::TorchUnits for Torch {
 fn main() {
     let code = engine::commands::cli_main(|| {
         device::load_cuda_backend_if_driver();
-        nnunet_infer::memory::set_release_hook(alloc::release_freed);
-        engine::alloc::set_release_hook(alloc::release_freed);
+        nnunet_io::memory::set_release_hook(alloc::release_freed);
         engine::torch::install(&Torch);
     });
     // Leave without running C++ global destructors: libtorch's operator-registry teardown

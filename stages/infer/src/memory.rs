@@ -154,25 +154,6 @@ pub fn current_rss_bytes() -> Option<u64> {
     Some(pages * 4096)
 }
 
-static RELEASE_HOOK: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
-
-/// Sets how [`release_free_heap`] returns freed memory, for a binary whose allocator keeps it
-/// for reuse (`pipeline-torch` purges jemalloc's arenas). Only the first call counts.
-pub fn set_release_hook(hook: fn()) {
-    let _ = RELEASE_HOOK.set(hook);
-}
-
-/// Returns freed memory to the system between the phases of a case (the hook set by
-/// [`set_release_hook`]; nothing without one). `pipeline-torch`'s allocator keeps freed
-/// tensors for reuse (page faults cost more than the forward passes' arithmetic at CT size),
-/// so without it the image-sized buffers of reading and preprocessing would stay resident
-/// under the sliding window's feature maps: the peak would be their sum, not the larger one.
-pub fn release_free_heap() {
-    if let Some(hook) = RELEASE_HOOK.get() {
-        hook();
-    }
-}
-
 /// A debug event with the resident and peak bytes now (`-l debug`: memory per phase of a case).
 pub fn trace_rss(phase: &str) {
     if tracing::enabled!(tracing::Level::DEBUG) {

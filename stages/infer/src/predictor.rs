@@ -319,11 +319,11 @@ impl Predictor {
         let (data, properties) =
             preprocess_channels(channels, spacing, plans, config, prev_stage, &spec.foreground_labels)?;
         let t1 = Instant::now();
-        crate::memory::release_free_heap();
+        nnunet_io::memory::release_freed_memory();
         crate::memory::trace_rss("preprocessed");
         let logits = self.predict_channels(data, opts.tta, &|_, _| {})?;
         let t2 = Instant::now();
-        crate::memory::release_free_heap();
+        nnunet_io::memory::release_freed_memory();
         crate::memory::trace_rss("sliding window");
         let Exported { mut segmentation, probabilities } = if opts.save_probabilities {
             export_prediction(&logits, &properties, plans, config, &spec.mode, true)?

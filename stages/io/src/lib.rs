@@ -13,6 +13,7 @@
 //!   read without executing anything, and written.
 //! - [`table`]: small columnar tables written as Parquet (fingerprints, logs, metrics).
 //! - [`fsio`]: crash-safe file writes (temporary file + rename), JSON, NaN-as-null serde.
+//! - [`memory`]: handing freed memory back to the system between phases (a hook the binary sets).
 //!
 //! Architecture invariant: this crate knows nothing of the pipeline engine (no cache keys,
 //! no YAML); it is plain functions and types.
@@ -21,6 +22,7 @@ pub mod dataset;
 pub mod fsio;
 pub mod image;
 pub mod labels;
+pub mod memory;
 pub mod nifti;
 pub mod pickle;
 pub mod pth;

@@ -198,50 +198,28 @@ impl NormLayer {
     /// times; its CPU kernel writes every output element after the statistics are complete, so
     /// giving it the input as `out` yields the same bits without a second full-size buffer.
     pub fn forward_owned(&self, x: Tensor, train: bool) -> Tensor {
-        if self.kind == Norm::Instance
+        let exact = self.kind == Norm::Instance
             && x.kind() == Kind::Float
             && x.device() == tch::Device::Cpu
-            && !x.requires_grad()
-            && x.dim() == 5
-            && x.size()[0] == 1
-            && is_channels_last(&x)
-        {
-            // One sample's instance norm is batch norm over the rows of its channels-last
-            // memory seen as [D·H·W, C]: per-channel statistics, written in place.
-            let c = x.size()[1];
-            let view = x.permute([0, 2, 3, 4, 1]).view([-1, c]);
-            let stats = |_| Tensor::empty([0], (Kind::Float, tch::Device::Cpu));
-            let (mean, invstd) = (stats(0), stats(1));
-            let _ = view.native_batch_norm_out(
-                &view,
-                &mean,
-                &invstd,
-                self.weight.as_ref(),
-                self.bias.as_ref(),
-                None::<&Tensor>,
-                None::<&Tensor>,
-                true,
-                0.1,
-                NORM_EPS,
-            );
-            return x;
-        }
-        let inplace = self.kind == Norm::Instance
-            && x.kind() == Kind::Float
-            && x.device() == tch::Device::Cpu
-            && !x.requires_grad()
-            && x.is_contiguous()
-            && x.dim() >= 3;
-        if !inplace {
-            return self.forward(&x, train);
-        }
+            && !x.requires_grad();
         let size = x.size();
-        let (b, c) = (size[0], size[1]);
-        let mut flat = vec![1, b * c];
-        flat.extend_from_slice(&size[2..]);
-        let view = x.view(flat.as_slice());
-        let rep = |t: &Option<Tensor>| t.as_ref().map(|t| if b == 1 { t.shallow_clone() } else { t.repeat([b]) });
-        let (w, bias) = (rep(&self.weight), rep(&self.bias));
+        let (view, w, bias) = if exact && size.len() == 5 && size[0] == 1 && is_channels_last(&x) {
+            // One sample's instance norm is batch norm over the rows of its channels-last
+            // memory seen as [D·H·W, C]: per-channel statistics.
+            (
+                x.permute([0, 2, 3, 4, 1]).view([-1, size[1]]),
+                self.weight.as_ref().map(Tensor::shallow_clone),
+                self.bias.as_ref().map(Tensor::shallow_clone),
+            )
+        } else if exact && x.is_contiguous() && size.len() >= 3 {
+            let (b, c) = (size[0], size[1]);
+            let mut flat = vec![1, b * c];
+            flat.extend_from_slice(&size[2..]);
+            let rep = |t: &Option<Tensor>| t.as_ref().map(|t| if b == 1 { t.shallow_clone() } else { t.repeat([b]) });
+            (x.view(flat.as_slice()), rep(&self.weight), rep(&self.bias))
+        } else {
+            return self.forward(&x, train);
+        };
         let stats = |_| Tensor::empty([0], (Kind::Float, tch::Device::Cpu));
         let (mean, invstd) = (stats(0), stats(1));
         let _ = view.native_batch_norm_out(
